@@ -1,0 +1,79 @@
+"""Turn a composed config into the objects of a run: data, task, callbacks, trainer."""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import (Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint,
+                                         RichProgressBar, TQDMProgressBar)
+from omegaconf import DictConfig, OmegaConf
+
+from labformer import registry
+from labformer.callbacks.epoch_summary import EpochSummary
+from labformer.callbacks.rng_state import RNGStateCallback
+from labformer.callbacks.throughput import ThroughputMonitor
+from labformer.errors import UserError
+from labformer.utils.arguments import check_arguments
+from labformer.utils.checkpoint_io import AtomicCheckpointIO
+
+
+def config_dict(cfg: DictConfig, run_id: str | None = None) -> dict[str, Any]:
+    """A plain resolved dict (what runs, checkpoints and W&B store)."""
+    out = OmegaConf.to_container(cfg, resolve=True)
+    if run_id is not None:
+        out["run_id"] = run_id
+    return out
+
+
+def _kwargs(group: DictConfig) -> dict[str, Any]:
+    return {k: v for k, v in config_dict(group).items() if k != "name"}
+
+
+def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
+    entry = registry.get(cfg.data.name, kind="dataset", task=cfg.task.name)
+    where = {"data_dir": str(cfg.paths.data_dir)}
+    if "download" in inspect.signature(entry.builder).parameters:  # embedded data has nothing to fetch
+        where["download"] = cfg.paths.get("download", True)
+    return registry.create(cfg.task.name, cfg.data.name, kind="dataset", **where, **_kwargs(cfg.data))
+
+
+def build_task(cfg: DictConfig, datamodule: L.LightningDataModule, resolved: dict[str, Any]) -> L.LightningModule:
+    task_cls = registry.get(cfg.task.name, kind="task").builder
+    backbone = registry.create(cfg.task.name, cfg.model.name, **task_cls.backbone_inputs(datamodule),
+                               **_kwargs(cfg.model))
+    task_kwargs = {k: v for k, v in _kwargs(cfg.task).items() if k not in ("monitor", "mode")}
+    task_kwargs.update(task_cls.head_inputs(datamodule))
+    check_arguments(task_cls.__init__, task_kwargs, where="task")
+    return task_cls(backbone=backbone, run_config=resolved, **task_kwargs)
+
+
+def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Callback]:
+    c = cfg.callbacks
+    monitor, mode = cfg.task.monitor, cfg.task.mode
+    callbacks: list[Callback] = [
+        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-epoch{epoch:03d}", monitor=monitor,
+                        mode=mode, save_last=True, save_top_k=c.checkpoint.save_top_k,
+                        every_n_epochs=c.checkpoint.every_n_epochs, auto_insert_metric_name=False),
+        RNGStateCallback(), ThroughputMonitor(), EpochSummary(),
+    ]
+    bars = {"tqdm": TQDMProgressBar, "rich": RichProgressBar, "none": None}
+    if c.progress_bar not in bars:
+        raise UserError(f"callbacks.progress_bar={c.progress_bar} is unknown; use one of {', '.join(bars)}")
+    if bars[c.progress_bar] is not None:
+        callbacks.append(bars[c.progress_bar]())
+    if c.get("lr_monitor") and cfg.logger.name != "none":
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    if c.get("early_stopping"):
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=int(c.early_stopping)))
+    return callbacks
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, logger: Any, callbacks: list[Callback]) -> L.Trainer:
+    kwargs = config_dict(cfg.trainer)
+    check_arguments(L.Trainer.__init__, kwargs, where="trainer")
+    if cfg.callbacks.progress_bar == "none":
+        kwargs["enable_progress_bar"] = False
+    return L.Trainer(default_root_dir=str(run_dir), logger=logger if logger is not None else False,
+                     callbacks=callbacks, plugins=[AtomicCheckpointIO()], **kwargs)

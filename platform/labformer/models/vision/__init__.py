@@ -1,0 +1,2 @@
+"""Vision backbones: `images[B,C,H,W] -> features[B,D]`, each exposing `num_features`."""
+from labformer.models.vision import t2t_vit, timm_adapter  # noqa: F401

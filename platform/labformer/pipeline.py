@@ -1,0 +1,192 @@
+"""train(cfg) and evaluate(cfg): identity -> checks -> seed -> build -> fit/test -> report."""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from labformer import registry
+from labformer.builders import build_callbacks, build_datamodule, build_task, build_trainer, config_dict
+from labformer.callbacks.epoch_summary import format_metrics
+from labformer.errors import UserError
+from labformer.utils.checkpoint_io import CONFIG_KEY, read_checkpoint
+from labformer.utils.loggers import describe_wandb
+from labformer.utils.run_identity import ENV_KEY, resolve_run_id
+
+log = logging.getLogger("labformer")
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_dir: Path
+    test_metrics: dict[str, float]
+    best_ckpt: str | None
+    last_ckpt: str | None
+    monitor_value: float | None
+
+
+def _run_identity(cfg: DictConfig) -> tuple[str, Path]:
+    run_id = resolve_run_id(cfg.get("run_id"))
+    run_dir = Path(cfg.paths.run_dir)
+    try:  # a Hydra multirun job: one identity per job inside the sweep's identity
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        if hc.mode == RunMode.MULTIRUN:
+            run_id, run_dir = f"{run_id}-{hc.job.num}", Path(hc.runtime.output_dir)
+    except ValueError:
+        pass  # composed without @hydra.main (tests, notebooks)
+    os.environ[ENV_KEY] = run_id  # DDP children re-run this script: they must agree
+    return run_id, run_dir
+
+
+def _resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
+    ckpt_path, init_from = cfg.get("ckpt_path"), cfg.get("init_from")
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if ckpt_path in (None, "null", "none"):
+        if last.exists():
+            raise UserError(f"run directory {run_dir} already has {last.name}: refusing to overwrite it. "
+                            "Resume it with ckpt_path=auto, or start a new run with another run_id=")
+        return None
+    if ckpt_path == "auto":
+        if last.exists():
+            if init_from:
+                log.info("resuming %s; init_from=%s is ignored (it initialised this run)", last, init_from)
+            return str(last)
+        return None
+    if init_from:
+        raise UserError(f"ckpt_path={ckpt_path} resumes a run and init_from={init_from} starts one from "
+                        "weights: give only one of them")
+    read_checkpoint(ckpt_path)  # fails clearly on a corrupt or foreign file
+    return str(ckpt_path)
+
+
+def _load_init_weights(module: L.LightningModule, path: str) -> None:
+    state = read_checkpoint(path)["state_dict"]
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if not k.startswith("head.")]:
+        raise UserError(f"init_from={path}: its weights do not fit this model "
+                        f"(missing {missing[:5]}, unexpected {unexpected[:5]}). "
+                        "Use a checkpoint of the same model= and its sizes")
+    log.info("initialised weights from %s%s", path, " (new head)" if missing else "")
+
+
+def _quiet_lightning_console() -> None:
+    # Lightning adds its own console handler at import; Hydra's root handler already prints
+    # (and files) its messages, so without this every Lightning line appears twice.
+    lightning_log = logging.getLogger("lightning.pytorch")
+    if logging.getLogger().handlers:
+        for handler in list(lightning_log.handlers):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                lightning_log.removeHandler(handler)
+
+
+def train(cfg: DictConfig) -> RunResult:
+    _quiet_lightning_console()
+    run_id, run_dir = _run_identity(cfg)
+    task_name = cfg.task.name
+    # Registry checks first: a bad task/model/data pair fails before any data is read.
+    registry.get(task_name, kind="task")
+    registry.get(cfg.model.name, task=task_name)
+    registry.get(cfg.data.name, kind="dataset", task=task_name)
+    registry.get(cfg.logger.name, kind="logger")
+    resume = _resume_path(cfg, run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = config_dict(cfg, run_id)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build_datamodule(cfg)
+    module = build_task(cfg, datamodule, resolved)
+    if cfg.get("init_from") and resume is None:
+        _load_init_weights(module, cfg.init_from)
+    if cfg.get("compile"):
+        module.backbone = torch.compile(module.backbone)
+
+    logger = registry.create(None, cfg.logger.name, kind="logger", run_dir=run_dir, run_id=run_id,
+                             **{k: v for k, v in config_dict(cfg.logger).items() if k != "name"})
+    callbacks = build_callbacks(cfg, run_dir)
+    trainer = build_trainer(cfg, run_dir, logger, callbacks)
+    log.info("run %s -> %s%s", run_id, run_dir, f" (resuming {resume})" if resume else "")
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+        test_metrics: dict[str, float] = {}
+        checkpoint = trainer.checkpoint_callback
+        best = checkpoint.best_model_path if checkpoint else None
+        if cfg.get("test", True) and not trainer.fast_dev_run:
+            results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+            test_metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+        monitor = trainer.callback_metrics.get(cfg.task.monitor)
+        if checkpoint is not None and checkpoint.best_model_score is not None:
+            monitor = checkpoint.best_model_score
+        last = run_dir / "checkpoints" / "last.ckpt"
+        result = RunResult(run_id, run_dir, test_metrics, best or None, str(last) if last.exists() else None,
+                           float(monitor) if monitor is not None else None)
+        if trainer.is_global_zero:
+            _report(result, logger, trainer)
+        return result
+    finally:
+        _finish_wandb(failed=bool(getattr(trainer, "interrupted", False)) or _in_exception())
+
+
+def _in_exception() -> bool:
+    import sys
+
+    return sys.exc_info()[0] is not None
+
+
+def _finish_wandb(failed: bool) -> None:
+    import sys
+
+    if "wandb" in sys.modules:  # only when the run used it
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish(exit_code=1 if failed else 0, quiet=True)
+
+
+def _report(result: RunResult, logger: Any, trainer: L.Trainer) -> None:
+    lines = [f"run {result.run_id} finished"]
+    if result.test_metrics:
+        lines.append("test: " + format_metrics(result.test_metrics))
+    lines.append(f"run directory:   {result.run_dir}")
+    lines.append(f"config:          {result.run_dir / 'config.yaml'}")
+    if result.best_ckpt:
+        lines.append(f"best checkpoint: {result.best_ckpt}")
+    if result.last_ckpt:
+        lines.append(f"last checkpoint: {result.last_ckpt}")
+    for lg in trainer.loggers:
+        where = describe_wandb(lg) if type(lg).__name__ == "WandbLogger" else f"{type(lg).__name__}: {lg.log_dir}"
+        if where:
+            lines.append(where)
+    log.info("\n".join(lines))
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Rebuild everything from the config stored in `cfg.ckpt_path` and test it."""
+    ckpt = read_checkpoint(cfg.ckpt_path)
+    stored = OmegaConf.create(ckpt[CONFIG_KEY]["config"])
+    # Data lives where this machine keeps it, not where the checkpoint was written.
+    stored.paths.data_dir = cfg.paths.data_dir
+    stored.paths.download = cfg.paths.download
+    if cfg.get("batch_size"):
+        stored.data.batch_size = cfg.batch_size
+    L.seed_everything(stored.seed, workers=True, verbose=False)
+    datamodule = build_datamodule(stored)
+    module = build_task(stored, datamodule, OmegaConf.to_container(stored))
+    trainer = L.Trainer(accelerator=stored.trainer.get("accelerator", "auto"), devices=1, logger=False,
+                        enable_checkpointing=False, precision=stored.trainer.get("precision", "32-true"),
+                        enable_progress_bar=True)
+    run = trainer.test if cfg.split == "test" else trainer.validate
+    results = run(module, datamodule=datamodule, ckpt_path=str(cfg.ckpt_path), verbose=False)
+    metrics = {k: float(v) for k, v in results[0].items()}
+    log.info("%s of %s (run %s): %s", cfg.split, cfg.ckpt_path, stored.get("run_id"), format_metrics(metrics))
+    return metrics

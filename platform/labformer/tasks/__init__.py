@@ -1,0 +1,2 @@
+"""One LightningModule per family, registered under kind "task"."""
+from labformer.tasks import vision  # noqa: F401

@@ -1,0 +1,80 @@
+"""What every family's LightningModule shares: optimiser and schedule, the non-finite
+loss guard, and the run config stored inside every checkpoint."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn as nn
+
+from labformer.utils.checkpoint_io import CONFIG_KEY
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/inf; raised before the optimiser step so the weights stay good."""
+
+    exit_code = 3
+
+
+class Task(L.LightningModule):
+    """A backbone from the registry plus the family's head, loss and metrics.
+
+    Subclasses implement `backbone_inputs(datamodule)` (what the backbone builder needs
+    from the data, e.g. image size) and `step(batch, stage) -> loss`.
+    """
+
+    def __init__(self, backbone: nn.Module, lr: float = 1e-3, weight_decay: float = 0.05,
+                 warmup_epochs: int = 1, run_config: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.warmup_epochs = warmup_epochs
+        self.run_config = run_config or {}
+
+    @staticmethod
+    def backbone_inputs(datamodule: L.LightningDataModule) -> dict[str, Any]:
+        return {}
+
+    def step(self, batch: Any, stage: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss = self.step(batch, "train")
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"the training loss became {loss.item()} at global step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}); training stopped before the "
+                "optimiser step, so the last saved checkpoint holds the last good weights. "
+                "Try a lower task.lr, trainer.gradient_clip_val=1.0, or trainer.precision=32-true")
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self.step(batch, "test")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        # No weight decay on biases, norms and embeddings-like 1-d parameters (standard for ViTs).
+        decay = [p for p in self.parameters() if p.requires_grad and p.ndim >= 2]
+        no_decay = [p for p in self.parameters() if p.requires_grad and p.ndim < 2]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=self.lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        epochs = max(1, self.trainer.max_epochs or 1)
+        warmup = min(total // 2, int(total * self.warmup_epochs / epochs))
+
+        def factor(step: int) -> float:  # linear warm-up, then cosine to zero
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # eval.py rebuilds task, model and data from this alone.
+        checkpoint[CONFIG_KEY] = {"config": self.run_config}
