@@ -17,7 +17,7 @@ from labformer.callbacks.epoch_summary import format_metrics
 from labformer.errors import UserError
 from labformer.utils.checkpoint_io import CONFIG_KEY, read_checkpoint
 from labformer.utils.loggers import describe_wandb
-from labformer.utils.run_identity import ENV_KEY, resolve_run_id
+from labformer.utils.run_identity import ENV_KEY, forget_timestamp, resolve_run_id
 
 log = logging.getLogger("labformer")
 
@@ -41,10 +41,13 @@ def _run_identity(cfg: DictConfig) -> tuple[str, Path]:
 
         hc = HydraConfig.get()
         if hc.mode == RunMode.MULTIRUN:
-            run_id, run_dir = f"{run_id}-{hc.job.num}", Path(hc.runtime.output_dir)
+            sweep_id = Path(hc.sweep.dir).name  # resolved once for the whole sweep
+            run_id, run_dir = f"{sweep_id}-{hc.job.num}", Path(hc.runtime.output_dir)
     except ValueError:
         pass  # composed without @hydra.main (tests, notebooks)
     os.environ[ENV_KEY] = run_id  # DDP children re-run this script: they must agree
+    # Freeze both, so later resolutions of the config (checkpoints, W&B) see the same values.
+    cfg.run_id, cfg.paths.run_dir = run_id, str(run_dir)
     return run_id, run_dir
 
 
@@ -82,10 +85,13 @@ def _load_init_weights(module: L.LightningModule, path: str) -> None:
 def _quiet_lightning_console() -> None:
     # Lightning adds its own console handler at import; Hydra's root handler already prints
     # (and files) its messages, so without this every Lightning line appears twice.
-    lightning_log = logging.getLogger("lightning.pytorch")
-    if logging.getLogger().handlers:
+    if not logging.getLogger().handlers:
+        return
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        lightning_log = logging.getLogger(name)
+        lightning_log.propagate = True
         for handler in list(lightning_log.handlers):
-            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            if type(handler) is logging.StreamHandler:
                 lightning_log.removeHandler(handler)
 
 
@@ -134,6 +140,7 @@ def train(cfg: DictConfig) -> RunResult:
             _report(result, logger, trainer)
         return result
     finally:
+        forget_timestamp()
         _finish_wandb(failed=bool(getattr(trainer, "interrupted", False)) or _in_exception())
 
 

@@ -1,7 +1,6 @@
 """Vision DataModules: contract before setup, splits, readers (real Fashion-MNIST, fake CIFAR), transforms."""
 from __future__ import annotations
 
-import io
 import pickle
 import tarfile
 import time
@@ -45,6 +44,26 @@ def test_registry_metadata_and_typed_builders(tmp_path):
     with pytest.raises(UserError, match="val_fraction"):
         build("digits", tmp_path, val_fraction=1.0)
     assert build("cifar10", tmp_path, img_size=64).img_size == 64
+    assert vision.DigitsDataModule().img_size == 32  # upsampled by default, not only via the builder
+
+
+@pytest.mark.parametrize("name", sorted(NATURAL))
+def test_config_file_matches_builder(name):
+    import inspect
+
+    import yaml
+
+    from labformer import CONF_DIR
+
+    entry = next(e for e in entries("dataset") if e.name == name)
+    text = entry.config_file(CONF_DIR).read_text()
+    cfg = yaml.safe_load(text)
+    assert next(iter(cfg)) == "name" and cfg.pop("name") == name
+    params = inspect.signature(entry.builder).parameters
+    assert "data_dir" not in cfg and "_target_" not in cfg  # the platform passes data_dir
+    assert set(cfg) == set(params) - {"data_dir"}
+    for key, value in cfg.items():
+        assert value == params[key].default, key  # the file shows the builder's defaults
 
 
 # -- digits: splits ---------------------------------------------------------------------------
@@ -137,7 +156,7 @@ def test_fashion_mnist_reads_the_system_copy(tmp_path):
     assert dm.train_set.images.shape[1:] == (1, 28, 28) and dm.train_set.images.dtype == torch.uint8
     assert np.array_equal(np.bincount(dm.test_set.labels.numpy()), [1000] * 10)
     raw = vision.read_idx(FASHION_DIR / "t10k-images-idx3-ubyte.gz")
-    assert raw.shape == (10000, 28, 28) and torch.equal(dm.test_set.images[:, 0], torch.from_numpy(raw))
+    assert raw.shape == (10000, 28, 28) and torch.equal(dm.test_set.images[:, 0], torch.from_numpy(raw.copy()))
     x = dm.val_set.__getitems__(range(2000))[0]
     assert abs(x.mean().item()) < 0.1 and abs(x.std().item() - 1) < 0.1
 

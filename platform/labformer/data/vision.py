@@ -108,6 +108,7 @@ class VisionDataModule(L.LightningDataModule):
     num_classes: int
     in_chans: int
     natural_size: int  # side of the images as stored in the files
+    default_img_size: int | None = None  # img_size when none is given; None: natural_size
     mean: tuple[float, ...]  # per channel, on [0,1] pixels of the training set
     std: tuple[float, ...]
     hflip: bool = False  # mirror images when augmenting (not for digits: 2 and 5 are not mirror images)
@@ -117,7 +118,7 @@ class VisionDataModule(L.LightningDataModule):
                  img_size: int | None = None, augment: bool = True, val_fraction: float = 0.1,
                  split_seed: int = 0, download: bool = True):
         super().__init__()
-        img_size = self.natural_size if img_size is None else img_size
+        img_size = img_size if img_size is not None else self.default_img_size or self.natural_size
         for key, value, ok in (("batch_size", batch_size, batch_size >= 1),
                                ("num_workers", num_workers, num_workers >= 0),
                                ("img_size", img_size, img_size >= 1),
@@ -212,7 +213,7 @@ class VisionDataModule(L.LightningDataModule):
 class DigitsDataModule(VisionDataModule):
     """scikit-learn's bundled 8x8 digits (1797 images); upsampled so 28-32 px backbones fit."""
 
-    name, num_classes, in_chans, natural_size = "digits", 10, 1, 8
+    name, num_classes, in_chans, natural_size, default_img_size = "digits", 10, 1, 8, 32
     mean, std = (0.3055,), (0.3235,)  # measured at 32 px (upsampling smooths, lowering std)
     crop_pad = 1 / 16
     TEST_FRACTION, TEST_SEED = 0.2, 0  # no official test split: a fixed one, same for every run
@@ -276,6 +277,7 @@ class _ArrayUnpickler(pickle.Unpickler):
     """CIFAR batches hold dicts, lists and numpy arrays only; refuse any other callable."""
 
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),  # numpy ints in lists
                ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),  # protocol 5
                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 

@@ -2,7 +2,7 @@
 
 Explicit `run_id=` wins; else the SLURM job id (so a requeued job finds its own run);
 else a timestamp fixed once per process. DDP children inherit the parent's choice
-through LABFORMER_RUN_ID so every rank agrees.
+through LABFORMER_RUN_ID so every rank agrees; a Hydra multirun job appends its number.
 """
 from __future__ import annotations
 
@@ -29,6 +29,12 @@ def timestamp() -> str:
     return _timestamp
 
 
+def forget_timestamp() -> None:
+    """The next run composed in this process gets a new timestamp (tests, notebooks)."""
+    global _timestamp
+    _timestamp = None
+
+
 def resolve_run_id(explicit: object = None) -> str:
     if explicit not in (None, "", "None", "null"):
         run_id = str(explicit)
@@ -36,8 +42,8 @@ def resolve_run_id(explicit: object = None) -> str:
             raise UserError(f"run_id={run_id!r} is not usable as a directory and W&B run name. "
                             "Use letters, digits, '.', '_' and '-' (at most 128), e.g. run_id=vit-digits-1")
         return run_id
-    if os.environ.get(ENV_KEY):
-        return os.environ[ENV_KEY]
+    if os.environ.get(ENV_KEY) and os.environ.get("LOCAL_RANK", "0") != "0":
+        return os.environ[ENV_KEY]  # a DDP child re-running the script: take rank 0's id
     job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
     if job:
         task = os.environ.get("SLURM_ARRAY_TASK_ID")

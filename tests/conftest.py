@@ -1,0 +1,47 @@
+"""Shared fixtures: compose the real config tree in-process with small, quiet overrides."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from labformer import CONF_DIR
+from labformer.utils.run_identity import register_resolvers
+
+REPO = CONF_DIR.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+register_resolvers()
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+if "LABFORMER_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
+    os.environ["LABFORMER_DATA_DIR"] = str(SHARED_DATA)
+
+# Quiet, fast, tracker-free runs unless a test asks otherwise.
+QUIET = ["logger=none", "callbacks.progress_bar=none", "trainer.enable_model_summary=false"]
+
+
+def compose_config(*overrides: str, config: str = "train", log_dir: Path | None = None) -> DictConfig:
+    base = [f"paths.log_dir={log_dir}"] if log_dir else []
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose(config, overrides=[*base, *(QUIET if config == "train" else []), *overrides])
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """make_config("model=vit_tiny", ...) -> a composed train config logging under tmp_path."""
+    return lambda *overrides, config="train": compose_config(*overrides, config=config, log_dir=tmp_path / "logs")
+
+
+@pytest.fixture
+def isolated_env(tmp_path, monkeypatch):
+    """Environment for a subprocess: a fresh HOME (to prove nothing is written there)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "LABFORMER_RUN_ID", "SLURM_"))}
+    env.update(HOME=str(home), LABFORMER_LOG_DIR=str(tmp_path / "logs"), PYTHONUNBUFFERED="1",
+               OMP_NUM_THREADS="2")
+    return env
