@@ -1,7 +1,6 @@
 """Turn a composed config into the objects of a run: data, task, callbacks, trainer."""
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from labformer.callbacks.epoch_summary import EpochSummary
 from labformer.callbacks.rng_state import RNGStateCallback
 from labformer.callbacks.throughput import ThroughputMonitor
 from labformer.errors import UserError
-from labformer.utils.arguments import check_arguments
+from labformer.utils.arguments import check_arguments, check_class_arguments
 from labformer.utils.checkpoint_io import AtomicCheckpointIO
 
 
@@ -32,11 +31,8 @@ def _kwargs(group: DictConfig) -> dict[str, Any]:
 
 
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
-    entry = registry.get(cfg.data.name, kind="dataset", task=cfg.task.name)
-    where = {"data_dir": str(cfg.paths.data_dir)}
-    if "download" in inspect.signature(entry.builder).parameters:  # embedded data has nothing to fetch
-        where["download"] = cfg.paths.get("download", True)
-    return registry.create(cfg.task.name, cfg.data.name, kind="dataset", **where, **_kwargs(cfg.data))
+    return registry.create(cfg.task.name, cfg.data.name, kind="dataset", data_dir=str(cfg.paths.data_dir),
+                           **_kwargs(cfg.data))
 
 
 def build_task(cfg: DictConfig, datamodule: L.LightningDataModule, resolved: dict[str, Any]) -> L.LightningModule:
@@ -45,7 +41,7 @@ def build_task(cfg: DictConfig, datamodule: L.LightningDataModule, resolved: dic
                                **_kwargs(cfg.model))
     task_kwargs = {k: v for k, v in _kwargs(cfg.task).items() if k not in ("monitor", "mode")}
     task_kwargs.update(task_cls.head_inputs(datamodule))
-    check_arguments(task_cls.__init__, task_kwargs, where="task")
+    check_class_arguments(task_cls, task_kwargs, where="task")
     return task_cls(backbone=backbone, run_config=resolved, **task_kwargs)
 
 

@@ -1,6 +1,7 @@
 """train(cfg) and evaluate(cfg): identity -> checks -> seed -> build -> fit/test -> report."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -137,6 +138,8 @@ def train(cfg: DictConfig) -> RunResult:
         result = RunResult(run_id, run_dir, test_metrics, best or None, str(last) if last.exists() else None,
                            float(monitor) if monitor is not None else None)
         if trainer.is_global_zero:
+            if test_metrics:
+                (run_dir / "test_metrics.json").write_text(json.dumps(test_metrics, indent=2))
             _report(result, logger, trainer)
         return result
     finally:
@@ -157,13 +160,14 @@ def _finish_wandb(failed: bool) -> None:
         import wandb
 
         if wandb.run is not None:
-            wandb.finish(exit_code=1 if failed else 0, quiet=True)
+            wandb.finish(exit_code=1 if failed else 0)
 
 
 def _report(result: RunResult, logger: Any, trainer: L.Trainer) -> None:
     lines = [f"run {result.run_id} finished"]
     if result.test_metrics:
         lines.append("test: " + format_metrics(result.test_metrics))
+        lines.append(f"test metrics:    {result.run_dir / 'test_metrics.json'}")
     lines.append(f"run directory:   {result.run_dir}")
     lines.append(f"config:          {result.run_dir / 'config.yaml'}")
     if result.best_ckpt:
@@ -183,7 +187,6 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     stored = OmegaConf.create(ckpt[CONFIG_KEY]["config"])
     # Data lives where this machine keeps it, not where the checkpoint was written.
     stored.paths.data_dir = cfg.paths.data_dir
-    stored.paths.download = cfg.paths.download
     if cfg.get("batch_size"):
         stored.data.batch_size = cfg.batch_size
     L.seed_everything(stored.seed, workers=True, verbose=False)
@@ -195,5 +198,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     run = trainer.test if cfg.split == "test" else trainer.validate
     results = run(module, datamodule=datamodule, ckpt_path=str(cfg.ckpt_path), verbose=False)
     metrics = {k: float(v) for k, v in results[0].items()}
+    try:  # under eval.py: keep the numbers beside Hydra's log of this evaluation
+        from hydra.core.hydra_config import HydraConfig
+
+        out = Path(HydraConfig.get().runtime.output_dir) / "metrics.json"
+        out.write_text(json.dumps({"ckpt_path": str(cfg.ckpt_path), "split": cfg.split, **metrics}, indent=2))
+    except ValueError:
+        pass
     log.info("%s of %s (run %s): %s", cfg.split, cfg.ckpt_path, stored.get("run_id"), format_metrics(metrics))
     return metrics

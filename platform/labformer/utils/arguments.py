@@ -68,3 +68,19 @@ def check_arguments(fn: Callable[..., Any], kwargs: Mapping[str, Any], where: st
         if _accepts(annotation, value) is False:
             raise UserError(f"{where}.{key} must be {_describe(annotation)}, got {value!r} "
                             f"({type(value).__name__}). Fix: {where}.{key}=<{_describe(annotation)}>")
+
+
+def check_class_arguments(cls: type, kwargs: Mapping[str, Any], where: str) -> None:
+    """check_arguments for a class whose __init__ forwards **kwargs to its bases' __init__."""
+    remaining = dict(kwargs)
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters
+        own = {k: v for k, v in remaining.items() if k in params}
+        check_arguments(init, own, where)
+        remaining = {k: v for k, v in remaining.items() if k not in params}
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            check_arguments(init, remaining, where)  # what is left is unknown: name the close match
+            return
