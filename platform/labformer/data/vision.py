@@ -351,7 +351,7 @@ class CIFAR100DataModule(_CIFARDataModule):
 
 # -- registered builders: their signatures are the config schema (conf/data/<name>.yaml) --
 @register("digits", task=("vision", "contrastive"), kind="dataset", embedded=True)
-def digits(data_dir: str = "data", batch_size: int = 64, num_workers: int = 0, img_size: int = 32,
+def digits(data_dir: str = "data", batch_size: int = 32, num_workers: int = 0, img_size: int = 32,
            augment: bool = True, val_fraction: float = 0.1, split_seed: int = 0) -> DigitsDataModule:
     return DigitsDataModule(data_dir, batch_size, num_workers, img_size, augment, val_fraction, split_seed)
 
