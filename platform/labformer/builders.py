@@ -7,11 +7,13 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import (Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint,
                                          RichProgressBar, TQDMProgressBar)
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 from labformer import registry
 from labformer.callbacks.epoch_summary import EpochSummary
 from labformer.callbacks.rng_state import RNGStateCallback
+from labformer.callbacks.slurm_requeue import SlurmRequeue
 from labformer.callbacks.throughput import ThroughputMonitor
 from labformer.errors import UserError
 from labformer.utils.arguments import check_arguments, check_class_arguments
@@ -52,7 +54,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Callback]:
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-epoch{epoch:03d}", monitor=monitor,
                         mode=mode, save_last=True, save_top_k=c.checkpoint.save_top_k,
                         every_n_epochs=c.checkpoint.every_n_epochs, auto_insert_metric_name=False),
-        RNGStateCallback(), ThroughputMonitor(), EpochSummary(),
+        RNGStateCallback(), ThroughputMonitor(), EpochSummary(), SlurmRequeue(),
     ]
     bars = {"tqdm": TQDMProgressBar, "rich": RichProgressBar, "none": None}
     if c.progress_bar not in bars:
@@ -71,5 +73,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path, logger: Any, callbacks: list[C
     check_arguments(L.Trainer.__init__, kwargs, where="trainer")
     if cfg.callbacks.progress_bar == "none":
         kwargs["enable_progress_bar"] = False
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():  # requeueing is SlurmRequeue's job (see its docstring)
+        plugins.append(SLURMEnvironment(auto_requeue=False))
     return L.Trainer(default_root_dir=str(run_dir), logger=logger if logger is not None else False,
-                     callbacks=callbacks, plugins=[AtomicCheckpointIO()], **kwargs)
+                     callbacks=callbacks, plugins=plugins, **kwargs)
