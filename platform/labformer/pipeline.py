@@ -18,6 +18,7 @@ from labformer.callbacks.epoch_summary import format_metrics
 from labformer.errors import UserError
 from labformer.utils.checkpoint_io import CONFIG_KEY, read_checkpoint
 from labformer.utils.loggers import describe_wandb
+from labformer.utils.scaleout import check_multirun_strategy
 from labformer.utils.run_identity import ENV_KEY, forget_timestamp, resolve_run_id
 
 log = logging.getLogger("labformer")
@@ -41,6 +42,7 @@ def _run_identity(cfg: DictConfig) -> tuple[str, Path]:
         from hydra.types import RunMode
 
         hc = HydraConfig.get()
+        check_multirun_strategy(cfg, multirun=hc.mode == RunMode.MULTIRUN)
         if hc.mode == RunMode.MULTIRUN:
             sweep_id = Path(hc.sweep.dir).name  # resolved once for the whole sweep
             run_id, run_dir = f"{sweep_id}-{hc.job.num}", Path(hc.runtime.output_dir)

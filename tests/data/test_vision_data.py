@@ -97,7 +97,7 @@ def test_digits_split_is_reproducible_and_seeded(digits_dm, tmp_path):
 
 def test_digits_batches_shapes_dtypes_and_normalisation(digits_dm):
     x, y = next(iter(digits_dm.train_dataloader()))
-    assert x.shape == (64, 1, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert x.shape == (32, 1, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
     assert 0 <= int(y.min()) and int(y.max()) <= 9
     full = torch.cat([b[0] for b in digits_dm.test_dataloader()])
     assert abs(full.mean().item()) < 0.1 and abs(full.std().item() - 1) < 0.1

@@ -1,11 +1,14 @@
 """Samples per second over training batches only, and the parameter count, logged."""
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import lightning as L
 import torch
+
+log = logging.getLogger("labformer")
 
 
 def _batch_size(batch: Any) -> int:
@@ -34,8 +37,15 @@ class ThroughputMonitor(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         params = sum(p.numel() for p in pl_module.parameters())
+        per_device = getattr(trainer.datamodule, "batch_size", None)
+        # The batch one optimiser step sees: per device x devices x nodes x accumulation.
+        global_batch = per_device * trainer.world_size * trainer.accumulate_grad_batches if per_device else None
         for logger in trainer.loggers:
-            logger.log_hyperparams({"params": params})
+            logger.log_hyperparams({"params": params, "global_batch_size": global_batch,
+                                    "world_size": trainer.world_size})
+        if trainer.is_global_zero and global_batch:
+            log.info("global batch size %d = %d per device x %d processes x %d accumulation", global_batch,
+                     per_device, trainer.world_size, trainer.accumulate_grad_batches)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.epoch_samples, self.epoch_seconds = 0, 0.0

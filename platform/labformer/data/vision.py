@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision.transforms import v2
 
+from labformer.data.sampling import train_sampler
 from labformer.data.files import RemoteFile, extract_tar, locate
 from labformer.errors import UserError
 from labformer.registry import register
@@ -181,7 +182,9 @@ class VisionDataModule(L.LightningDataModule):
 
     # -- loaders -------------------------------------------------------------------------
     def _loader(self, dataset: ImageTensorDataset, shuffle: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+        sampler = train_sampler(dataset) if shuffle else None
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
+                          shuffle=shuffle and sampler is None, num_workers=self.num_workers,
                           pin_memory=torch.cuda.is_available(), persistent_workers=self.num_workers > 0,
                           collate_fn=collate_batch)
 
@@ -349,31 +352,29 @@ class CIFAR100DataModule(_CIFARDataModule):
     train_files, test_files = ("train",), ("test",)
 
 
-# -- registered builders: their signatures are the config schema (conf/data/<name>.yaml) --
-@register("digits", task=("vision", "contrastive"), kind="dataset", embedded=True)
-def digits(data_dir: str = "data", batch_size: int = 32, num_workers: int = 0, img_size: int = 32,
-           augment: bool = True, val_fraction: float = 0.1, split_seed: int = 0) -> DigitsDataModule:
-    return DigitsDataModule(data_dir, batch_size, num_workers, img_size, augment, val_fraction, split_seed)
+def _builder(cls: type[VisionDataModule], batch_size: int, img_size: int, downloads: bool = True):
+    """The registered builder of `cls`: its typed signature is the config schema."""
+
+    def build(data_dir: str = "data", batch_size: int = batch_size, num_workers: int = 0,
+              img_size: int = img_size, augment: bool = True, val_fraction: float = 0.1,
+              split_seed: int = 0, download: bool = True) -> VisionDataModule:
+        return cls(data_dir, batch_size, num_workers, img_size, augment, val_fraction, split_seed, download)
+
+    if not downloads:  # embedded data: no `download` setting to show in its config
+        def build_embedded(data_dir: str = "data", batch_size: int = batch_size, num_workers: int = 0,
+                           img_size: int = img_size, augment: bool = True, val_fraction: float = 0.1,
+                           split_seed: int = 0) -> VisionDataModule:
+            return build(data_dir, batch_size, num_workers, img_size, augment, val_fraction, split_seed)
+        return build_embedded
+    return build
 
 
-@register("fashion_mnist", task="vision", kind="dataset", embedded=False)
-def fashion_mnist(data_dir: str = "data", batch_size: int = 128, num_workers: int = 0, img_size: int = 28,
-                  augment: bool = True, val_fraction: float = 0.1, split_seed: int = 0,
-                  download: bool = True) -> FashionMNISTDataModule:
-    return FashionMNISTDataModule(data_dir, batch_size, num_workers, img_size, augment, val_fraction,
-                                  split_seed, download)
-
-
-@register("cifar10", task="vision", kind="dataset", embedded=False)
-def cifar10(data_dir: str = "data", batch_size: int = 128, num_workers: int = 0, img_size: int = 32,
-            augment: bool = True, val_fraction: float = 0.1, split_seed: int = 0,
-            download: bool = True) -> CIFAR10DataModule:
-    return CIFAR10DataModule(data_dir, batch_size, num_workers, img_size, augment, val_fraction, split_seed, download)
-
-
-@register("cifar100", task="vision", kind="dataset", embedded=False)
-def cifar100(data_dir: str = "data", batch_size: int = 128, num_workers: int = 0, img_size: int = 32,
-             augment: bool = True, val_fraction: float = 0.1, split_seed: int = 0,
-             download: bool = True) -> CIFAR100DataModule:
-    return CIFAR100DataModule(data_dir, batch_size, num_workers, img_size, augment, val_fraction, split_seed,
-                              download)
+# Registered builders: signatures are the config schema (conf/data/<name>.yaml).
+register("digits", task=("vision", "contrastive"), kind="dataset", embedded=True)(
+    _builder(DigitsDataModule, batch_size=32, img_size=32, downloads=False))
+register("fashion_mnist", task="vision", kind="dataset", embedded=False)(
+    _builder(FashionMNISTDataModule, batch_size=128, img_size=28))
+register("cifar10", task="vision", kind="dataset", embedded=False)(
+    _builder(CIFAR10DataModule, batch_size=128, img_size=32))
+register("cifar100", task="vision", kind="dataset", embedded=False)(
+    _builder(CIFAR100DataModule, batch_size=128, img_size=32))
