@@ -3,11 +3,13 @@ exact resume, and a 2-task DDP job through srun."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from labformer import CONF_DIR
 
@@ -60,3 +62,17 @@ def test_two_task_ddp_job_through_srun(slurm, isolated_env, tmp_path):
     out = (tmp_path / f"{job}.out").read_text()
     assert "MEMBER: 1/2" in out and "MEMBER: 2/2" in out, out[-3000:]  # both ranks joined
     assert metrics(logs, f"slurm-{job}")["test/acc"] > 0
+
+
+def test_hydra_multirun_through_the_submitit_launcher(slurm, isolated_env, tmp_path):
+    env = {**job_env(isolated_env), "SLURM_CONF": str(slurm.conf)}
+    logs = Path(isolated_env["LABFORMER_LOG_DIR"])
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "-m", "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1",
+         "hydra.launcher.mem_gb=1", "run_id=sweep", "seed=1,2", "trainer.max_epochs=1", "logger=csv",
+         "callbacks.progress_bar=none"], env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for job in (0, 1):
+        run_dir = logs / "multiruns" / "sweep" / str(job)
+        assert json.loads((run_dir / "test_metrics.json").read_text())["test/acc"] > 0
+        assert yaml.safe_load((run_dir / "config.yaml").read_text())["run_id"] == f"sweep-{job}"
