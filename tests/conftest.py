@@ -45,3 +45,20 @@ def isolated_env(tmp_path, monkeypatch):
     env.update(HOME=str(home), LABFORMER_LOG_DIR=str(tmp_path / "logs"), PYTHONUNBUFFERED="1",
                OMP_NUM_THREADS="2")
     return env
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A real one-node SLURM cluster on localhost for the session (tests/slurm_cluster.py)."""
+    from slurm_cluster import LocalSlurm, missing_tools
+
+    missing = missing_tools()
+    if missing:
+        pytest.skip(f"SLURM tests need {', '.join(missing)} (Debian: slurmctld slurmd slurm-client munge; "
+                    ".ci/run installs them)")
+    if os.geteuid() != 0:
+        pytest.skip("the local SLURM cluster runs its daemons as root")
+    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
