@@ -43,6 +43,16 @@ def test_run_directory_holds_config_checkpoints_and_metrics(trained):
     assert not list(result.run_dir.rglob("*.tmp")), "atomic writes leave no temp files"
 
 
+def test_last_checkpoint_is_the_latest_epoch_even_when_the_metric_got_worse(tmp_path):
+    # mode=min on an accuracy that rises: only epoch 0 is "best", yet last.ckpt must follow training.
+    cfg = compose_config("run_id=worse", "task.mode=min", "trainer.max_epochs=3", "trainer.limit_train_batches=3",
+                         "test=false", log_dir=tmp_path)
+    pipeline.train(cfg)
+    checkpoints = tmp_path / "runs" / "worse" / "checkpoints"
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["epoch"] == 2
+    assert [p.name for p in checkpoints.glob("best-*.ckpt")] == ["best-epoch000.ckpt"]
+
+
 def test_eval_rebuilds_from_the_checkpoint_alone_and_matches(trained, tmp_path):
     result, _ = trained
     cfg = compose_config(f"ckpt_path={result.best_ckpt}", config="eval")

@@ -50,10 +50,15 @@ def build_task(cfg: DictConfig, datamodule: L.LightningDataModule, resolved: dic
 def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Callback]:
     c = cfg.callbacks
     monitor, mode = cfg.task.monitor, cfg.task.mode
+    checkpoints = run_dir / "checkpoints"
     callbacks: list[Callback] = [
-        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-epoch{epoch:03d}", monitor=monitor,
-                        mode=mode, save_last=True, save_top_k=c.checkpoint.save_top_k,
-                        every_n_epochs=c.checkpoint.every_n_epochs, auto_insert_metric_name=False),
+        ModelCheckpoint(dirpath=checkpoints, filename="best-epoch{epoch:03d}", monitor=monitor, mode=mode,
+                        save_top_k=c.checkpoint.save_top_k, every_n_epochs=c.checkpoint.every_n_epochs,
+                        auto_insert_metric_name=False),
+        # A second checkpointer for last.ckpt: with save_last=True, Lightning rewrites last.ckpt only
+        # in epochs where the monitored metric improved, and a resume would go back to the best epoch.
+        ModelCheckpoint(dirpath=checkpoints, filename="last", monitor=None, save_top_k=1,
+                        every_n_epochs=c.checkpoint.every_n_epochs, enable_version_counter=False),
         RNGStateCallback(), ThroughputMonitor(), EpochSummary(), SlurmRequeue(),
     ]
     bars = {"tqdm": TQDMProgressBar, "rich": RichProgressBar, "none": None}
