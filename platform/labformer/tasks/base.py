@@ -26,12 +26,17 @@ class Task(L.LightningModule):
     """
 
     def __init__(self, backbone: nn.Module, lr: float = 1e-3, weight_decay: float = 0.05,
-                 warmup_epochs: int = 1, run_config: dict[str, Any] | None = None) -> None:
+                 warmup_epochs: int = 1, run_config: dict[str, Any] | None = None,
+                 warmup_steps: int | None = None, min_lr: float = 0.0,
+                 betas: tuple[float, float] | list[float] = (0.9, 0.999)) -> None:
         super().__init__()
         self.backbone = backbone
         self.lr = lr
         self.weight_decay = weight_decay
         self.warmup_epochs = warmup_epochs
+        self.warmup_steps = warmup_steps  # when set, replaces warmup_epochs (step-based recipes, e.g. nanoGPT)
+        self.min_lr = min_lr  # the cosine ends here instead of at zero
+        self.betas = tuple(betas)
         self.run_config = run_config or {}
 
     @staticmethod
@@ -62,15 +67,19 @@ class Task(L.LightningModule):
         decay = [p for p in self.parameters() if p.requires_grad and p.ndim >= 2]
         no_decay = [p for p in self.parameters() if p.requires_grad and p.ndim < 2]
         optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=self.lr)
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=self.lr,
+                                      betas=self.betas)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = max(1, self.trainer.max_epochs or 1)
-        warmup = min(total // 2, int(total * self.warmup_epochs / epochs))
+        warmup = min(total // 2, int(total * self.warmup_epochs / epochs) if self.warmup_steps is None
+                     else self.warmup_steps)
+        floor = self.min_lr / self.lr if self.lr else 0.0
 
-        def factor(step: int) -> float:  # linear warm-up, then cosine to zero
+        def factor(step: int) -> float:  # linear warm-up, then cosine to min_lr (default zero)
             if step < warmup:
                 return (step + 1) / warmup
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+            cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+            return floor + (1 - floor) * cosine
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,2 @@
+"""Time-series backbones: `x[B,L,C] -> forecast[B,H,C]`; builders take lookback, horizon, channels."""
+from labformer.models.timeseries import dlinear, itransformer, lmuformer, patchtst, samformer, transformer  # noqa: F401

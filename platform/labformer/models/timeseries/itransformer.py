@@ -1,0 +1,47 @@
+"""iTransformer (Liu et al. ICLR 2024, "Inverted Transformers Are Effective for Time Series Forecasting").
+
+Each variate's whole lookback is one token: attention mixes variates, the MLP works along
+time inside each token.
+
+    z_c = W_e x[:, c] + b_e                 (x[:, c] in R^L, one token per channel)
+    Z   = Encoder(z_1, ..., z_C)            (self-attention over the C variate tokens)
+    y_c = W_p Z_c + b_p                     (token -> horizon H)
+
+with instance normalisation (the paper's series stationarisation: per-window mean/std,
+undone on the forecast). The paper's optional timestamp tokens are not used: the family's
+backbones see values only.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from labformer.layers.revin import RevIN
+from labformer.models.timeseries.blocks import EncoderLayer
+from labformer.registry import register
+
+
+class ITransformer(nn.Module):
+    def __init__(self, lookback: int, horizon: int, channels: int, dim: int = 256, depth: int = 2,
+                 num_heads: int = 8, ffn_dim: int = 256, dropout: float = 0.1, use_norm: bool = True) -> None:
+        super().__init__()
+        self.norm = RevIN(channels, affine=False) if use_norm else None
+        self.embed = nn.Sequential(nn.Linear(lookback, dim), nn.Dropout(dropout))
+        self.layers = nn.ModuleList(EncoderLayer(dim, num_heads, ffn_dim, dropout) for _ in range(depth))
+        self.final_norm = nn.LayerNorm(dim)
+        self.project = nn.Linear(dim, horizon)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B,L,C] -> [B,H,C]
+        if self.norm is not None:
+            x, stats = self.norm.normalize(x)
+        tokens = self.embed(x.transpose(1, 2))  # [B,C,D]
+        for layer in self.layers:
+            tokens = layer(tokens)
+        y = self.project(self.final_norm(tokens)).transpose(1, 2)
+        return self.norm.denormalize(y, stats) if self.norm is not None else y
+
+
+@register("itransformer", task="timeseries", paper="Liu et al. ICLR 2024")
+def itransformer(lookback: int = 96, horizon: int = 96, channels: int = 7, dim: int = 128, depth: int = 2,
+                 num_heads: int = 8, ffn_dim: int = 128, dropout: float = 0.1, use_norm: bool = True) -> ITransformer:
+    return ITransformer(lookback, horizon, channels, dim, depth, num_heads, ffn_dim, dropout, use_norm)

@@ -1,0 +1,55 @@
+"""A vanilla transformer-encoder forecaster: the baseline the other designs are measured against.
+
+Time steps are tokens (all channels of one step embedded together), sinusoidal positions,
+post-norm encoder, then a linear map over time (L -> H) and one back to the channels:
+
+    Z = Encoder(W_in x_t + PE_t),  y = W_out (Z^T W_time)^T
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from labformer.layers.revin import RevIN
+from labformer.models.timeseries.blocks import EncoderLayer
+from labformer.registry import register
+
+
+def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    pe = torch.zeros(length, dim)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq)[:, : dim // 2]
+    return pe
+
+
+class TransformerForecaster(nn.Module):
+    def __init__(self, lookback: int, horizon: int, channels: int, dim: int = 128, depth: int = 2,
+                 num_heads: int = 8, ffn_dim: int = 256, dropout: float = 0.1, use_revin: bool = True) -> None:
+        super().__init__()
+        self.revin = RevIN(channels) if use_revin else None
+        self.embed = nn.Linear(channels, dim)
+        self.register_buffer("pos", sinusoidal_positions(lookback, dim), persistent=False)
+        self.drop = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(EncoderLayer(dim, num_heads, ffn_dim, dropout) for _ in range(depth))
+        self.over_time = nn.Linear(lookback, horizon)
+        self.out = nn.Linear(dim, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B,L,C] -> [B,H,C]
+        if self.revin is not None:
+            x, stats = self.revin.normalize(x)
+        z = self.drop(self.embed(x) + self.pos)
+        for layer in self.layers:
+            z = layer(z)
+        y = self.out(self.over_time(z.transpose(1, 2)).transpose(1, 2))
+        return self.revin.denormalize(y, stats) if self.revin is not None else y
+
+
+@register("transformer", task="timeseries", paper="Vaswani et al. 2017 (encoder only)")
+def transformer(lookback: int = 96, horizon: int = 96, channels: int = 7, dim: int = 128, depth: int = 2,
+                num_heads: int = 8, ffn_dim: int = 256, dropout: float = 0.1,
+                use_revin: bool = True) -> TransformerForecaster:
+    return TransformerForecaster(lookback, horizon, channels, dim, depth, num_heads, ffn_dim, dropout, use_revin)

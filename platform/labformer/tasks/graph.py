@@ -1,0 +1,111 @@
+"""Graph learning: node- or graph-level classification with any graph backbone.
+
+    Batch -> backbone -> node features[N,D] -> (graph level: pooled per graph [B,D]) -> head -> logits
+
+The data decide the level (`datamodule.level`), the classes and the headline metric
+(`datamodule.metric`: accuracy, balanced_accuracy - the class-averaged accuracy of the
+SBM benchmarks - or auroc for binary tasks). The headline is logged twice: under its own
+name (`val/acc`, `val/bal_acc`, `val/auroc`) and as `val/score`, which `task.monitor`
+watches, so one task config picks the best checkpoint on every dataset. Transductive
+batches carry a boolean `mask`: only those nodes enter the loss and the metrics.
+
+A backbone that needs preprocessing (e.g. Exphormer's expander edges) exposes it as
+`data_transform`; `setup` hands it to the DataModule, which computes and caches it once.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch_geometric.data import Batch
+from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
+from torchmetrics import MetricCollection
+from torchmetrics.classification import BinaryAUROC, MulticlassAccuracy
+
+from labformer.errors import UserError
+from labformer.registry import register
+from labformer.tasks.base import Task
+
+POOLING = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
+METRIC_NAMES = {"accuracy": "acc", "balanced_accuracy": "bal_acc", "auroc": "auroc"}
+
+
+def _metrics(metric: str, num_classes: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"acc": MulticlassAccuracy(num_classes, average="micro")}
+    if metric == "balanced_accuracy":
+        out["bal_acc"] = MulticlassAccuracy(num_classes, average="macro")
+    elif metric == "auroc":
+        if num_classes != 2:
+            raise UserError(f"metric auroc needs a binary task; this dataset has {num_classes} classes")
+        out["auroc"] = BinaryAUROC()
+    elif metric != "accuracy":
+        raise UserError(f"unknown graph metric '{metric}'; one of {', '.join(METRIC_NAMES)}")
+    return out
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    return getattr(module, "_orig_mod", module)  # torch.compile keeps the original here
+
+
+class GraphTask(Task):
+    def __init__(self, backbone: nn.Module, num_classes: int, level: str = "node", metric: str = "accuracy",
+                 pooling: str = "mean", label_smoothing: float = 0.0, head_dropout: float = 0.0,
+                 **base: Any) -> None:
+        super().__init__(backbone, **base)
+        if level not in ("node", "graph"):
+            raise UserError(f"graph task level must be node or graph, got '{level}'")
+        if pooling not in POOLING:
+            raise UserError(f"task.pooling={pooling} is unknown; one of {', '.join(POOLING)}")
+        self.level, self.metric, self.pooling = level, metric, pooling
+        self.num_classes, self.label_smoothing = num_classes, label_smoothing
+        dim = unwrap(backbone).num_features
+        self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(dim, num_classes))
+        self.score_name = METRIC_NAMES[metric] if metric in METRIC_NAMES else metric
+        metrics = _metrics(metric, num_classes)
+        self.metrics = nn.ModuleDict({f"{s}_metrics": MetricCollection(metrics).clone(prefix=f"{s}/")
+                                      for s in ("train", "val", "test")})
+
+    @staticmethod
+    def backbone_inputs(datamodule: L.LightningDataModule) -> dict[str, Any]:
+        return {"in_dim": datamodule.num_node_features, "edge_dim": datamodule.num_edge_features,
+                "lap_pe_dim": datamodule.lap_pe_dim, "rw_se_dim": datamodule.rw_se_dim}
+
+    @staticmethod
+    def head_inputs(datamodule: L.LightningDataModule) -> dict[str, Any]:
+        return {"num_classes": datamodule.num_classes, "level": datamodule.level, "metric": datamodule.metric}
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is not None and hasattr(datamodule, "set_model_transform"):
+            datamodule.set_model_transform(getattr(unwrap(self.backbone), "data_transform", None))
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        h = self.backbone(batch)
+        if self.level == "graph":
+            h = POOLING[self.pooling](h, batch.batch, size=batch.num_graphs)
+        return self.head(h)
+
+    def step(self, batch: Batch, stage: str) -> torch.Tensor:
+        logits, target = self(batch), batch.y.view(-1)
+        mask = getattr(batch, "mask", None)
+        if mask is not None and self.level == "node":
+            logits, target = logits[mask], target[mask]
+        smoothing = self.label_smoothing if stage == "train" else 0.0
+        loss = F.cross_entropy(logits, target, label_smoothing=smoothing)
+        metrics = self.metrics[f"{stage}_metrics"]
+        probs = logits.detach().float().softmax(-1)
+        for name, metric in metrics.items():
+            metric.update(probs[:, 1] if name.endswith("auroc") else probs, target)
+        n = int(target.numel())
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=stage == "train", on_epoch=True, batch_size=n,
+                 sync_dist=stage != "train")
+        self.log_dict(metrics, prog_bar=True, on_step=False, on_epoch=True, batch_size=n)
+        self.log(f"{stage}/score", metrics[f"{stage}/{self.score_name}"], on_step=False, on_epoch=True,
+                 batch_size=n)
+        return loss
+
+
+register("graph", task="graph", kind="task", monitor="val/score")(GraphTask)

@@ -1,0 +1,79 @@
+"""The file readers parse the real files of the shared data directory (skipped, with the
+reason, when they are absent) and name what is missing otherwise."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from labformer import registry
+from labformer.errors import UserError
+
+DATA = Path(os.environ.get("LABFORMER_DATA_DIR", "data"))
+
+
+def need(path: str) -> None:
+    if not (DATA / path).exists():
+        pytest.skip(f"{DATA / path} is absent (set LABFORMER_DATA_DIR to a folder holding it)")
+
+
+def make(name: str, tmp_path, **kw):
+    return registry.create("graph", name, kind="dataset", data_dir=str(DATA), cache_dir=str(tmp_path), download=False,
+                           **kw)
+
+
+def test_cora_public_split(tmp_path):
+    need("planetoid/ind.cora.graph")
+    dm = make("cora", tmp_path)
+    dm.setup()
+    g = dm.graphs[0]
+    assert (g.num_nodes, g.x.shape[1], dm.num_classes) == (2708, 1433, 7)
+    assert g.edge_index.shape[1] == 10556  # 5278 undirected edges, both directions
+    masks = dm.split_index
+    assert [int(masks[s].sum()) for s in ("train", "val", "test")] == [140, 500, 1000]
+    assert not (masks["train"] & masks["test"]).any()
+    assert torch.bincount(g.y[masks["train"]], minlength=7).tolist() == [20] * 7  # 20 per class
+    assert torch.allclose(g.x.sum(1)[g.x.sum(1) > 0], torch.ones(1))
+    (view,) = dm.split("val")
+    assert view.mask.sum() == 500 and view.x.data_ptr() == g.x.data_ptr(), "split views share the tensors"
+
+
+@pytest.mark.parametrize("split", [0, 7])
+def test_minesweeper_splits_and_symmetric_edges(tmp_path, split):
+    need("heterophilous/minesweeper.npz")
+    dm = make("minesweeper", tmp_path, split=split)
+    assert (dm.metric, dm.num_classes, dm.num_node_features) == ("auroc", 2, 7)
+    dm.setup()
+    g = dm.graphs[0]
+    assert g.num_nodes == 10000 and g.edge_index.shape[1] == 2 * 39402
+    ei = g.edge_index
+    assert torch.equal(torch.sort(ei[0] * 10000 + ei[1])[0], torch.sort(ei[1] * 10000 + ei[0])[0])
+    m = dm.split_index
+    assert [int(m[s].sum()) for s in ("train", "val", "test")] == [5000, 2500, 2500]
+    assert not (m["train"] & m["val"]).any() and not (m["val"] & m["test"]).any()
+
+
+def test_mutag_stratified_folds(tmp_path):
+    need("mutag/MUTAG_A.txt")
+    folds = []
+    for fold in (0, 1):
+        dm = make("mutag", tmp_path, fold=fold)
+        dm.setup()
+        folds.append(set(dm.split_index["test"]))
+        assert len(dm.graphs) == 188 and sum(len(v) for v in dm.split_index.values()) == 188
+    g = dm.graphs[0]
+    assert g.x.shape[1] == 7 and g.edge_attr.shape == (g.edge_index.shape[1], 4) and g.y.item() in (0, 1)
+    assert g.edge_index.max() < g.num_nodes
+    assert not folds[0] & folds[1], "test folds are disjoint"
+    labels = torch.cat([dm.graphs[i].y for i in dm.split_index["test"]]).float().mean()
+    assert 0.5 < labels < 0.8  # MUTAG is 2:1 positive, kept in every fold
+
+
+def test_missing_files_name_the_files_and_the_fix(tmp_path):
+    dm = registry.create("graph", "tolokers", kind="dataset", data_dir=str(tmp_path / "empty"), download=True)
+    with pytest.raises(UserError) as e:
+        dm.setup()
+    msg = str(e.value)
+    assert "tolokers.npz" in msg and "heterophilous" in msg and "https://" in msg

@@ -1,0 +1,37 @@
+"""PyG 2.8.1's Polynormer crashes in its global phase with heads > 1 (its attention layers are
+built for `hidden` channels but receive `heads * hidden`); ours rebuilds them at the right width."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch_geometric.data import Batch
+from torch_geometric.nn.models import Polynormer as PyGPolynormer
+
+from helpers import build, tiny_graph
+
+
+def test_pyg_polynormer_global_phase_with_heads_is_fixed_here():
+    batch = Batch.from_data_list([tiny_graph(8, seed=0), tiny_graph(5, seed=1)])
+    upstream = PyGPolynormer(3, 8, 2, local_layers=1, global_layers=1, heads=2)
+    upstream._global = True
+    try:
+        upstream(batch.x, batch.edge_index, batch.batch)
+        upstream_ok = True
+    except RuntimeError:
+        upstream_ok = False
+    if upstream_ok:
+        pytest.fail("PyG's Polynormer now works with heads > 1: drop _fix_global_attention in models/graph/polynormer.py")
+    model = build("polynormer", heads=3, hidden=8, use_global=True).train()
+    out = model(batch)
+    assert out.shape == (13, 24) and model.num_features == 24
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.global_attn.parameters() if p.requires_grad)
+
+
+def test_global_phase_keeps_graphs_apart():
+    model = build("polynormer", heads=2, hidden=8).eval()
+    a, b = tiny_graph(6, seed=0), tiny_graph(7, seed=1)
+    with torch.no_grad():
+        alone = model(Batch.from_data_list([a]))
+        together = model(Batch.from_data_list([a, b]))[:6]
+    assert torch.allclose(alone, together, atol=1e-5)
