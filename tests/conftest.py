@@ -42,8 +42,9 @@ def isolated_env(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "LABFORMER_RUN_ID", "SLURM_"))}
+    # torchmetrics imports matplotlib, whose font cache would land in HOME: that cache is not ours to test.
     env.update(HOME=str(home), LABFORMER_LOG_DIR=str(tmp_path / "logs"), PYTHONUNBUFFERED="1",
-               OMP_NUM_THREADS="2")
+               OMP_NUM_THREADS="2", MPLCONFIGDIR=str(tmp_path / "matplotlib"))
     return env
 
 

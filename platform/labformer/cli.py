@@ -2,6 +2,7 @@
 user errors into one readable message and a non-zero exit code."""
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Callable, TypeVar
 
@@ -40,13 +41,30 @@ def fail(error: BaseException, code: int = 2) -> None:
     sys.exit(code)
 
 
+def in_optuna_study() -> bool:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
+    except ValueError:
+        return False
+
+
 def run_guarded(fn: Callable[[], T]) -> T:
+    """Run `fn`; a user error or non-finite loss exits with its code and one message.
+
+    Inside an Optuna study the error propagates instead: Hydra records it on the job, the
+    sweeper marks the trial FAIL (`max_failure_rate` in conf/hparams_search decides how many
+    it tolerates), and the study goes on. (Returning NaN would do the same in newer Optuna,
+    but optuna 2.10, which hydra-optuna-sweeper pins, reports the trial twice and aborts.)
+    """
     from labformer.tasks.base import NonFiniteLossError
 
     try:
         return fn()
-    except UserError as e:
-        fail(e, e.exit_code)
-    except NonFiniteLossError as e:
+    except (UserError, NonFiniteLossError) as e:
+        if in_optuna_study():
+            logging.getLogger("labformer").error("trial failed: %s", e)
+            raise
         fail(e, e.exit_code)
     raise AssertionError("unreachable")

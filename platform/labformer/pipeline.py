@@ -34,20 +34,25 @@ class RunResult:
     monitor_value: float | None
 
 
+def _hydra_multirun():
+    """The Hydra config of a multirun job, else None (single runs, tests, notebooks)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    return hc if hc.mode == RunMode.MULTIRUN else None
+
+
 def _run_identity(cfg: DictConfig) -> tuple[str, Path]:
     run_id = resolve_run_id(cfg.get("run_id"))
     run_dir = Path(cfg.paths.run_dir)
-    try:  # a Hydra multirun job: one identity per job inside the sweep's identity
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        hc = HydraConfig.get()
-        check_multirun_strategy(cfg, multirun=hc.mode == RunMode.MULTIRUN)
-        if hc.mode == RunMode.MULTIRUN:
-            sweep_id = Path(hc.sweep.dir).name  # resolved once for the whole sweep
-            run_id, run_dir = f"{sweep_id}-{hc.job.num}", Path(hc.runtime.output_dir)
-    except ValueError:
-        pass  # composed without @hydra.main (tests, notebooks)
+    hc = _hydra_multirun()
+    check_multirun_strategy(cfg, multirun=hc is not None)
+    if hc is not None:  # one identity per job inside the sweep's identity
+        sweep_id = Path(hc.sweep.dir).name  # resolved once for the whole sweep
+        run_id, run_dir = f"{sweep_id}-{hc.job.num}", Path(hc.runtime.output_dir)
     os.environ[ENV_KEY] = run_id  # DDP children re-run this script: they must agree
     # Freeze both, so later resolutions of the config (checkpoints, W&B) see the same values.
     cfg.run_id, cfg.paths.run_dir = run_id, str(run_dir)
@@ -145,7 +150,8 @@ def train(cfg: DictConfig) -> RunResult:
             _report(result, logger, trainer)
         return result
     finally:
-        forget_timestamp()
+        if _hydra_multirun() is None:  # a sweep keeps its timestamp: Hydra resolves its dir again at the end
+            forget_timestamp()
         _finish_wandb(failed=bool(getattr(trainer, "interrupted", False)) or _in_exception())
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import RandomSampler, SequentialSampler
+from torch.utils.data import SequentialSampler
+from torch.utils.data.distributed import DistributedSampler
 
 from labformer.data import vision
 from labformer.data.files import MissingDataError
@@ -135,7 +136,8 @@ def test_random_crop_flip_matches_its_definition():
 
 def test_loader_settings(digits_dm):
     train, val = digits_dm.train_dataloader(), digits_dm.val_dataloader()
-    assert isinstance(train.sampler, RandomSampler) and isinstance(val.sampler, SequentialSampler)
+    # One shuffling order for any number of processes (data/sampling.py).
+    assert isinstance(train.sampler, DistributedSampler) and train.sampler.shuffle and isinstance(val.sampler, SequentialSampler)
     assert train.pin_memory == torch.cuda.is_available() and not train.persistent_workers
     workers = build("digits", Path("unused"), num_workers=2)
     workers.setup()
