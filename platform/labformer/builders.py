@@ -33,16 +33,20 @@ def _kwargs(group: DictConfig) -> dict[str, Any]:
 
 
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
-    return registry.create(cfg.task.name, cfg.data.name, kind="dataset", data_dir=str(cfg.paths.data_dir),
-                           **_kwargs(cfg.data))
+    task_cls = registry.get(cfg.task.name, kind="task").builder
+    datamodule = registry.create(task_cls.data_family(cfg), cfg.data.name, kind="dataset",
+                                 data_dir=str(cfg.paths.data_dir), **_kwargs(cfg.data))
+    return task_cls.wrap_datamodule(datamodule, cfg)
 
 
 def build_task(cfg: DictConfig, datamodule: L.LightningDataModule, resolved: dict[str, Any]) -> L.LightningModule:
     task_cls = registry.get(cfg.task.name, kind="task").builder
-    backbone = registry.create(cfg.task.name, cfg.model.name, **task_cls.backbone_inputs(datamodule),
+    backbone = registry.create(task_cls.backbone_family(cfg), cfg.model.name, **task_cls.backbone_inputs(datamodule),
                                **_kwargs(cfg.model))
-    task_kwargs = {k: v for k, v in _kwargs(cfg.task).items() if k not in ("monitor", "mode")}
+    task_kwargs = {k: v for k, v in _kwargs(cfg.task).items()
+                   if k not in ("monitor", "mode", *task_cls.data_keys)}
     task_kwargs.update(task_cls.head_inputs(datamodule))
+    task_kwargs.update(task_cls.config_inputs(cfg))
     check_class_arguments(task_cls, task_kwargs, where="task")
     return task_cls(backbone=backbone, run_config=resolved, **task_kwargs)
 

@@ -108,9 +108,9 @@ def train(cfg: DictConfig) -> RunResult:
     run_id, run_dir = _run_identity(cfg)
     task_name = cfg.task.name
     # Registry checks first: a bad task/model/data pair fails before any data is read.
-    registry.get(task_name, kind="task")
-    registry.get(cfg.model.name, task=task_name)
-    registry.get(cfg.data.name, kind="dataset", task=task_name)
+    task_cls = registry.get(task_name, kind="task").builder
+    registry.get(cfg.data.name, kind="dataset", task=task_cls.data_family(cfg))
+    registry.get(cfg.model.name, task=task_cls.backbone_family(cfg))
     registry.get(cfg.logger.name, kind="logger")
     resume = _resume_path(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ def test_registry_metadata_and_typed_builders(tmp_path):
     by_name = {e.name: e for e in entries("dataset", task="vision")}
     assert set(NATURAL) <= set(by_name)
     assert by_name["digits"].meta.get("embedded") is True
-    assert "contrastive" in by_name["digits"].tasks
+    assert by_name["digits"].tasks == ("vision",)  # task=contrastive wraps any family's data (data/contrastive.py)
     with pytest.raises(UserError, match="batch_size"):
         build("digits", tmp_path, batch_size="64")  # type hints are the config schema
     with pytest.raises(UserError, match="val_fraction"):

@@ -39,6 +39,28 @@ class Task(L.LightningModule):
         self.betas = tuple(betas)
         self.run_config = run_config or {}
 
+    # -- how builders.py assembles a run; a family overrides what differs -------------------
+    data_keys: tuple[str, ...] = ()  # task config keys that configure the DataModule, not the module
+
+    @classmethod
+    def data_family(cls, cfg: Any) -> str:
+        """Whose dataset registry `data=<name>` is looked up in."""
+        return cfg.task.name
+
+    @classmethod
+    def backbone_family(cls, cfg: Any) -> str:
+        """Whose backbone registry `model=<name>` is looked up in."""
+        return cfg.task.name
+
+    @classmethod
+    def wrap_datamodule(cls, datamodule: L.LightningDataModule, cfg: Any) -> L.LightningDataModule:
+        return datamodule
+
+    @classmethod
+    def config_inputs(cls, cfg: Any) -> dict[str, Any]:
+        """Constructor arguments taken from config groups other than `task` (e.g. `objective`)."""
+        return {}
+
     @staticmethod
     def backbone_inputs(datamodule: L.LightningDataModule) -> dict[str, Any]:
         return {}

@@ -1,9 +1,19 @@
-"""Forecast-vs-truth figure of a few test windows (matplotlib, Agg: no display needed)."""
+"""Figures of the runs (matplotlib, Agg: no display needed): forecast vs truth of a few test windows."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (headless: clusters and CI have no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def plot_forecasts(lookbacks: np.ndarray, truths: np.ndarray, forecasts: np.ndarray, path: str | Path,
@@ -12,11 +22,7 @@ def plot_forecasts(lookbacks: np.ndarray, truths: np.ndarray, forecasts: np.ndar
 
     lookbacks [N,L,C], truths and forecasts [N,H,C], all in the scaled units the metrics use.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)  # headless: clusters and CI have no display
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     n = len(lookbacks)
     fig, axes = plt.subplots(n, 1, figsize=(9, 2.2 * n), squeeze=False)
     for ax, x, y, f in zip(axes[:, 0], lookbacks, truths, forecasts):

@@ -1,0 +1,188 @@
+"""Siamese / self-supervised learning with any family's backbone as the encoder.
+
+`task=contrastive objective=<simsiam|msn|infonce|triplet|pair> model=<backbone> data=<name>`:
+the data name decides the modality (digits -> vision, mutag -> graph, ...), the backbone
+comes from that family's registry, and the objective (registry kind "objective") owns
+its projector / predictor / prototypes / EMA target. Evaluation needs no labels to train:
+- validation: the objective's loss on seeded views; kNN top-1 of the clean validation
+  items against the clean training items (KNNMonitor); the embedding spread (collapse)
+- test: kNN top-1, a linear probe on the frozen encoder, and N-way K-shot episode
+  accuracy when the dataset's test classes are held out of training (Omniglot)
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn as nn
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from labformer import registry
+from labformer.models.contrastive.base import Objective
+from labformer.models.contrastive.encoder import Encoder
+from labformer.registry import register
+from labformer.tasks.base import Task
+from labformer.utils import embedding_eval
+
+log = logging.getLogger("labformer")
+
+
+class ContrastiveTask(Task):
+    data_keys = ("views", "pk_sampler")  # task config keys the DataModule consumes
+
+    def __init__(self, backbone: nn.Module, objective: dict[str, Any], modality: str,
+                 num_features: int | None = None, knn_k: int = 5, probe: bool = True,
+                 episodes: dict[str, int] | None = None, class_disjoint: bool = False, **base: Any) -> None:
+        super().__init__(backbone, **base)
+        self.encoder = Encoder(backbone, modality, num_features)
+        kwargs = {k: v for k, v in objective.items() if k != "name"}
+        self.objective = registry.create("contrastive", objective["name"], kind="objective",
+                                         feature_dim=self.encoder.num_features, **kwargs)
+        self.objective.attach(self.encoder)
+        self.knn_k, self.probe, self.class_disjoint = knn_k, probe, class_disjoint
+        self.episodes = dict(episodes or {})
+        self._features: dict[str, list[torch.Tensor]] = {}
+
+    # -- how the builders assemble a contrastive run ----------------------------------------
+    @classmethod
+    def data_family(cls, cfg: DictConfig) -> str:
+        from labformer.data.contrastive import modality_of
+
+        return modality_of(cfg.data.name)[0]
+
+    @classmethod
+    def backbone_family(cls, cfg: DictConfig) -> str:
+        from labformer.data.contrastive import modality_of
+
+        return modality_of(cfg.data.name)[1]
+
+    @classmethod
+    def wrap_datamodule(cls, datamodule: L.LightningDataModule, cfg: DictConfig) -> L.LightningDataModule:
+        from labformer.data.contrastive import ContrastiveDataModule, modality_of
+
+        objective = registry.get(cfg.objective.name, kind="objective", task="contrastive")
+        pk = OmegaConf.to_container(cfg.task.pk_sampler) if objective.meta.get("needs_labels") else None
+        modality = modality_of(cfg.data.name)[1]
+        views = cfg.task.views.get(modality)
+        wrapped = ContrastiveDataModule(datamodule, modality, pk_sampler=pk, eval_seed=int(cfg.seed),
+                                        views=OmegaConf.to_container(views) if views is not None else None)
+        if not getattr(wrapped.adapter, "labelled", True) and cfg.task.monitor == "val/knn_acc":
+            log.info("%s has no labels: no kNN monitor; val/loss picks the best checkpoint", cfg.data.name)
+            with open_dict(cfg.task):
+                cfg.task.monitor, cfg.task.mode = "val/loss", "min"
+        return wrapped
+
+    @classmethod
+    def config_inputs(cls, cfg: DictConfig) -> dict[str, Any]:
+        return {"objective": OmegaConf.to_container(cfg.objective, resolve=True)}
+
+    @staticmethod
+    def backbone_inputs(datamodule: L.LightningDataModule) -> dict[str, Any]:
+        family = registry.get(datamodule.modality, kind="task").builder
+        return family.backbone_inputs(datamodule)
+
+    @staticmethod
+    def head_inputs(datamodule: L.LightningDataModule) -> dict[str, Any]:
+        inputs: dict[str, Any] = {"modality": datamodule.modality,
+                                  "class_disjoint": bool(getattr(datamodule, "class_disjoint", False))}
+        if datamodule.modality == "timeseries":
+            inputs["num_features"] = datamodule.horizon * datamodule.channels
+        return inputs
+
+    def setup(self, stage: str) -> None:
+        # Graph backbones that precompute per-graph data (expander edges, shortest paths) hand
+        # their transform to the graph DataModule, as the graph task does.
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        transform = getattr(getattr(self.backbone, "_orig_mod", self.backbone), "data_transform", None)
+        base = getattr(datamodule, "base", None)
+        if transform is not None and hasattr(base, "set_model_transform"):
+            base.set_model_transform(transform)
+            base.setup(stage)
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        from labformer.callbacks.embedding_projection import EmbeddingProjection
+        from labformer.callbacks.knn_monitor import KNNMonitor
+
+        return [KNNMonitor(), EmbeddingProjection()]
+
+    # -- steps -------------------------------------------------------------------------------
+    def forward(self, x: Any) -> torch.Tensor:
+        return self.encoder(x)
+
+    def step(self, batch: dict[str, Any], stage: str) -> torch.Tensor | None:
+        loss = None
+        n = int(batch["y"].shape[0])
+        # Evaluation batches come in order: one of a single class has no negative for triplet/pair.
+        if stage == "train" or not self.objective.needs_labels or len(batch["y"].unique()) > 1:
+            loss, extra = self.objective.loss(self.encoder, batch)
+            self.log(f"{stage}/loss", loss, prog_bar=True, on_step=stage == "train", on_epoch=True, batch_size=n,
+                     sync_dist=stage != "train")
+            for key, value in extra.items():
+                self.log(f"{stage}/{key}", value, on_step=False, on_epoch=True, batch_size=n,
+                         sync_dist=stage != "train")
+        if stage != "train":
+            with torch.no_grad():
+                self._features.setdefault(stage, []).append(self.encoder(batch["x"]).float().cpu())
+                self._features.setdefault(f"{stage}_y", []).append(batch["y"].cpu())
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.objective.after_step(self.encoder)  # after the optimiser step: EMA targets follow
+
+    def on_validation_epoch_start(self) -> None:
+        self._features = {}
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def collected(self, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and labels of the clean items of `stage`, gathered over all ranks."""
+        feats = torch.cat(self._features.get(stage, [torch.zeros(0, self.encoder.num_features)]))
+        labels = torch.cat(self._features.get(f"{stage}_y", [torch.zeros(0, dtype=torch.long)]))
+        if self.trainer.world_size > 1:
+            feats = self.all_gather(feats.to(self.device)).flatten(0, 1).cpu()
+            labels = self.all_gather(labels.to(self.device)).flatten(0, 1).cpu()
+        return feats, labels
+
+    @torch.no_grad()
+    def embed_loader(self, loader) -> tuple[torch.Tensor, torch.Tensor]:
+        was_training = self.training
+        self.eval()
+        feats, labels = [], []
+        for batch in loader:
+            batch = self.transfer_batch_to_device(batch, self.device, 0)
+            feats.append(self.encoder(batch["x"]).float().cpu())
+            labels.append(batch["y"].cpu())
+        self.train(was_training)
+        return torch.cat(feats), torch.cat(labels)
+
+    def on_test_epoch_end(self) -> None:
+        feats, labels = self.collected("test")
+        metrics: dict[str, float] = {"test/embedding_std": embedding_eval.embedding_std(feats)}
+        labelled = bool((labels >= 0).all()) and len(labels) > 0
+        if labelled and not self.class_disjoint:
+            bank, bank_labels = self.embed_loader(self.trainer.datamodule.bank_dataloader())
+            metrics["test/knn_acc"] = embedding_eval.knn_accuracy(bank, bank_labels, feats, labels, self.knn_k)
+            if self.probe:
+                metrics["test/probe_acc"] = embedding_eval.linear_probe(bank, bank_labels, feats, labels)
+        if labelled and self.class_disjoint and self.episodes:
+            metrics[f"test/oneshot_{self.episodes.get('n_way', 20)}way_acc"] = self.episode_accuracy("test", feats, labels)
+        for key, value in metrics.items():
+            self.log(key, value, sync_dist=False, rank_zero_only=True)
+        self.test_features = (feats, labels)  # for the embedding picture
+
+    def episode_accuracy(self, split: str, feats: torch.Tensor, labels: torch.Tensor) -> float:
+        from labformer.utils.episodes import episode_accuracy, sample_episodes
+
+        groups = getattr(self.trainer.datamodule, "groups", lambda s: None)(split)
+        if groups is not None:
+            groups = groups[:len(labels)]  # the loader is in order; limit_*_batches may stop it early
+        settings = dict(self.episodes)
+        settings["n_way"] = min(settings.get("n_way", 20), len(labels.unique()))  # few validation classes
+        episodes = sample_episodes(labels.numpy(), groups=groups, **settings)
+        learned = type(self.objective).score is not Objective.score  # a pair scorer; else cosine
+        return episode_accuracy(feats, labels, episodes, score=self.objective.score if learned else None)
+
+
+register("contrastive", task="contrastive", kind="task", monitor="val/knn_acc")(ContrastiveTask)

@@ -1,0 +1,330 @@
+"""Omniglot (real small1 zip, fake full archives) and episodic N-way K-shot evaluation."""
+from __future__ import annotations
+
+import inspect
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from torch.utils.data.distributed import DistributedSampler
+
+from labformer import CONF_DIR
+from labformer.data import omniglot
+from labformer.data.files import MissingDataError, sha256_file
+from labformer.errors import UserError
+from labformer.registry import create, get
+from labformer.utils.episodes import episode_accuracy, sample_episodes
+
+DATA = Path(os.environ.get("LABFORMER_DATA_DIR", Path(__file__).parents[3] / "shared" / "data"))
+SMALL1 = DATA / "omniglot" / omniglot.SMALL1.name
+needs_small1 = pytest.mark.skipif(not SMALL1.is_file(), reason=f"{SMALL1} absent")
+# Characters per alphabet in small1.
+SMALL1_ALPHABETS = {"Balinese": 24, "Early_Aramaic": 22, "Greek": 24, "Korean": 40, "Latin": 26}
+
+
+def build(data_dir: Path, **kw):
+    return create("contrastive", "omniglot", kind="dataset", data_dir=str(data_dir), **kw)
+
+
+@pytest.fixture(scope="module")
+def dm():
+    if not SMALL1.is_file():
+        pytest.skip(f"{SMALL1} absent")
+    module = build(DATA, download=False)
+    module.setup("fit")
+    return module
+
+
+# -- registry, config, contract -----------------------------------------------------------------
+def test_registry_entry_serves_contrastive_vision():
+    entry = get("omniglot", kind="dataset", task="contrastive")
+    assert entry.tasks == ("contrastive",)
+    assert entry.meta["modality"] == "vision" and entry.meta["paper"] == "Lake et al. 2015"
+    assert entry.meta["embedded"] is False
+
+
+def test_config_file_matches_builder():
+    entry = get("omniglot", kind="dataset")
+    cfg = yaml.safe_load(entry.config_file(CONF_DIR).read_text())
+    assert cfg.pop("name") == "omniglot"
+    params = inspect.signature(entry.builder).parameters
+    assert set(cfg) == set(params) - {"data_dir"}
+    for key, value in cfg.items():
+        assert value == params[key].default, key
+    text = entry.config_file(CONF_DIR).read_text()
+    assert all("#" in line for line in text.splitlines() if line.strip())  # every key explained
+
+
+def test_contract_known_before_any_file_is_read(tmp_path):
+    module = build(tmp_path / "absent")
+    assert (module.name, module.in_chans, module.img_size, module.hflip) == ("omniglot", 1, 28, False)
+    assert isinstance(module.mean, tuple) and isinstance(module.std, tuple) and len(module.mean) == 1
+    assert module.num_classes is None and module.train_set is None
+    assert "not loaded" in repr(module) and "not loaded" in str(module)
+    assert not (tmp_path / "absent").exists()
+    assert build(tmp_path, img_size=105).std[0] > module.std[0]  # native size: unsmoothed, binary pixels
+
+
+def test_bad_settings_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="archive"):
+        build(tmp_path, archive="images_background_small3.zip")
+    with pytest.raises(UserError, match="test_characters"):
+        build(tmp_path, test_characters="all")
+    with pytest.raises(UserError, match="test_fraction"):
+        build(tmp_path, test_fraction=1.0)
+    with pytest.raises(UserError, match="val_fraction"):
+        build(tmp_path, val_fraction=0.0)
+
+
+# -- the real small1 archive --------------------------------------------------------------------
+@needs_small1
+def test_small1_checksum_is_the_known_one():
+    assert sha256_file(SMALL1) == omniglot.SMALL1.sha256
+
+
+def test_reads_every_image_inverted_and_resized(dm):
+    sets = (dm.train_set, dm.val_set, dm.test_set)
+    assert sum(len(s) for s in sets) == 136 * 20
+    assert len(dm.character_names) == 136 and dm.alphabet_names == sorted(SMALL1_ALPHABETS)
+    assert np.array_equal(np.bincount(dm.alphabet_of), [SMALL1_ALPHABETS[a] for a in dm.alphabet_names])
+    for s in sets:
+        assert s.images.dtype == torch.uint8 and s.images.shape[1:] == (1, 28, 28)
+        assert s.labels.dtype == torch.int64 and len(s.labels) == len(s.images)
+    images = torch.cat([s.images for s in sets])
+    assert images.float().mean() < 0.25 * 255  # strokes bright on a dark background
+    assert images[:, :, 0, :].float().mean() < 5 and images.max() == 255  # borders are background
+    assert dm.archives == [SMALL1]
+    assert "74 characters" in dm.describe() and "1x28x28" in dm.describe()
+
+
+def test_splits_are_character_disjoint_and_cover_everything(dm):
+    chars = {s: set(getattr(dm, f"{s}_set").labels.tolist()) for s in ("train", "val", "test")}
+    assert not (chars["train"] & chars["val"] or chars["train"] & chars["test"] or chars["val"] & chars["test"])
+    assert chars["train"] | chars["val"] | chars["test"] == set(range(136))
+    assert [len(chars[s]) for s in ("train", "val", "test")] == [74, 17, 45] and dm.num_classes == 74
+    indices = np.concatenate([dm.split_indices[s] for s in ("train", "val", "test")])
+    assert np.array_equal(np.sort(indices), np.arange(2720))
+    for s in ("train", "val", "test"):  # every alphabet appears in every split
+        assert set(dm.alphabets[s].tolist()) == set(range(5))
+
+
+def test_every_test_character_has_all_twenty_drawers(dm):
+    labels, drawers = dm.test_set.labels.numpy(), dm.test_set.drawers
+    for c in np.unique(labels):
+        assert sorted(drawers[labels == c].tolist()) == list(range(1, 21))
+
+
+def test_per_split_drawers_and_alphabets(dm):
+    for s in ("train", "val", "test"):
+        data = getattr(dm, f"{s}_set")
+        assert data.drawers is dm.drawers[s] and data.alphabets is dm.alphabets[s]
+        assert np.array_equal(data.alphabets, dm.alphabet_of[data.labels.numpy()])
+        assert data.drawers.min() == 1 and data.drawers.max() == 20
+
+
+def test_hard_coded_mean_std_match_the_data(dm):
+    x = torch.cat([s.images for s in (dm.train_set, dm.val_set, dm.test_set)]).float() / 255
+    assert abs(x.mean().item() - dm.mean[0]) < 0.01 and abs(x.std().item() - dm.std[0]) < 0.01
+    normalised = torch.cat([b[0] for b in dm.test_dataloader()])
+    assert abs(normalised.mean().item()) < 0.1 and abs(normalised.std().item() - 1) < 0.1
+
+
+def test_loaders(dm):
+    train = dm.train_dataloader()
+    assert isinstance(train.sampler, DistributedSampler) and train.sampler.shuffle
+    x, y = next(iter(train))
+    assert x.shape == (64, 1, 28, 28) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert set(y.tolist()) <= set(dm.train_set.labels.tolist())
+    val_labels = torch.cat([b[1] for b in dm.val_dataloader()])
+    assert torch.equal(val_labels, dm.val_set.labels)  # unshuffled, in order
+
+
+def test_split_is_seeded_and_test_characters_fixed(dm):
+    same = omniglot.split_characters(dm.alphabet_of, None, 0.2, 0.33, 0, dm.TEST_SEED)
+    for s in ("train", "val", "test"):
+        assert np.array_equal(np.unique(getattr(dm, f"{s}_set").labels.numpy()), same[s])
+    other = omniglot.split_characters(dm.alphabet_of, None, 0.2, 0.33, 1, dm.TEST_SEED)
+    assert np.array_equal(other["test"], same["test"]) and not np.array_equal(other["val"], same["val"])
+
+
+@needs_small1
+def test_same_seed_gives_the_same_split_end_to_end(dm):
+    again = build(DATA, download=False)
+    again.setup()
+    for s in ("train", "val", "test"):
+        assert np.array_equal(again.split_indices[s], dm.split_indices[s])
+    assert torch.equal(again.test_set.images, dm.test_set.images)
+
+
+# -- missing files ------------------------------------------------------------------------------
+def test_missing_small1_names_file_folder_and_url(tmp_path):
+    module = build(tmp_path, download=False)
+    with pytest.raises(MissingDataError) as info:
+        module.setup()
+    msg = str(info.value)
+    for needle in (omniglot.SMALL1.name, omniglot.SMALL1.url, str(tmp_path / "omniglot"), "images_evaluation.zip"):
+        assert needle in msg, needle
+    with pytest.raises(MissingDataError):
+        module.prepare_data()
+
+
+def test_missing_full_archives_name_each_file_and_url(tmp_path):
+    module = build(tmp_path, archive="images_background.zip", test_characters="evaluation", download=True)
+    with pytest.raises(MissingDataError) as info:
+        module.setup()  # never downloaded: no checksum, so no network either
+    msg = str(info.value)
+    for name in ("images_background.zip", "images_evaluation.zip"):
+        assert name in msg and omniglot.URL + name in msg
+    assert str(tmp_path / "omniglot") in msg and "sha256" in msg
+
+
+# -- the full archives, faked in the official layout ---------------------------------------------
+def _fake_zip(path: Path, top: str, alphabets: dict[str, int], drawers: int, first_id: int) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    char_id = first_id
+    with zipfile.ZipFile(path, "w") as zf:
+        for alphabet, n_chars in alphabets.items():
+            for c in range(1, n_chars + 1):
+                for d in range(1, drawers + 1):
+                    img = Image.new("1", (105, 105), 1)  # white paper
+                    img.paste(0, (10 * c, 5 * d, 10 * c + 20, 5 * d + 8))  # a black stroke
+                    buf = io.BytesIO()
+                    img.save(buf, format="PNG")
+                    zf.writestr(f"{top}/{alphabet}/character{c:02d}/{char_id:04d}_{d:02d}.png", buf.getvalue())
+                char_id += 1
+
+
+def test_full_archives_are_found_by_name_and_evaluation_is_the_test_set(tmp_path):
+    home = tmp_path / "omniglot"
+    _fake_zip(home / "images_background.zip", "images_background", {"Alpha": 6, "Beta": 5}, 4, 1)
+    _fake_zip(home / "images_evaluation.zip", "images_evaluation", {"Gamma": 3}, 4, 12)
+    module = build(tmp_path, img_size=105, download=False)
+    module.setup()
+    assert [p.name for p in module.archives] == ["images_background.zip", "images_evaluation.zip"]
+    assert module.alphabet_names == ["Alpha", "Beta", "Gamma"] and len(module.character_names) == 14
+    assert sorted(set(module.test_set.labels.tolist())) == [11, 12, 13]  # evaluation characters follow
+    assert set(module.test_set.alphabets.tolist()) == {2}
+    assert module.num_classes + len(set(module.val_set.labels.tolist())) == 11
+    first = module.test_set.images[0, 0]
+    assert first[8, 12] == 255 and first[100, 100] == 0  # stroke bright, paper dark
+    held = build(tmp_path, test_characters="held_out", download=False)
+    held.setup()
+    assert [p.name for p in held.archives] == ["images_background.zip"]
+    assert max(held.test_set.labels.tolist()) < 11
+
+
+def test_small1_explicitly_even_when_the_full_archive_is_present(tmp_path):
+    home = tmp_path / "omniglot"
+    _fake_zip(home / "images_background.zip", "images_background", {"Alpha": 3}, 2, 1)
+    _fake_zip(home / "images_background_small1.zip", "images_background_small1", {"Beta": 3, "Delta": 3}, 2, 1)
+    module = build(tmp_path, archive="images_background_small1.zip", val_fraction=0.4, test_fraction=0.4,
+                   download=False)
+    module.setup()
+    assert module.alphabet_names == ["Beta", "Delta"]
+
+
+def test_not_an_omniglot_zip(tmp_path):
+    bad = tmp_path / "omniglot" / omniglot.SMALL1.name
+    bad.parent.mkdir()
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(MissingDataError, match="could not be read"):
+        build(tmp_path, download=False).setup()
+
+
+# -- episodes -----------------------------------------------------------------------------------
+def _one_hot_features(classes: int = 20, per_class: int = 6, noise: float = 0.1, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    return F.one_hot(labels, classes).float() + noise * torch.randn(len(labels), classes, generator=g), labels
+
+
+def test_episodes_are_well_formed():
+    _, labels = _one_hot_features()
+    episodes = sample_episodes(labels, n_way=5, k_shot=2, n_query=3, episodes=50, seed=3)
+    assert len(episodes) == 50
+    for support, s_labels, query, q_labels in episodes:
+        assert support.shape == (10,) and query.shape == (15,)
+        assert not set(support.tolist()) & set(query.tolist())  # disjoint samples
+        assert len(set(s_labels.tolist())) == 5 and set(q_labels.tolist()) == set(s_labels.tolist())
+        assert np.array_equal(labels.numpy()[support], s_labels) and np.array_equal(labels.numpy()[query], q_labels)
+        assert np.array_equal(np.bincount(s_labels)[np.unique(s_labels)], [2] * 5)
+
+
+def test_episodes_are_deterministic_for_a_seed():
+    _, labels = _one_hot_features()
+    a = sample_episodes(labels.numpy(), 5, 1, episodes=20, seed=7)
+    b = sample_episodes(labels, 5, 1, episodes=20, seed=7)
+    c = sample_episodes(labels, 5, 1, episodes=20, seed=8)
+    assert all(np.array_equal(x, y) for ea, eb in zip(a, b) for x, y in zip(ea, eb))
+    assert not all(np.array_equal(ea.support_idx, ec.support_idx) for ea, ec in zip(a, c))
+
+
+def test_group_restricted_episodes_stay_in_one_group():
+    labels = np.repeat(np.arange(30), 3)
+    groups = np.where(labels < 10, 0, np.where(labels < 27, 1, 2))  # 10, 17 and 3 classes
+    episodes = sample_episodes(labels, 5, 1, n_query=2, episodes=200, groups=groups)
+    used = set()
+    for support, _, query, _ in episodes:
+        assert len(set(groups[support].tolist()) | set(groups[query].tolist())) == 1
+        used.add(groups[support][0].item())
+    assert used == {0, 1}  # group 2 is too small for 5-way
+    wide = sample_episodes(labels, 18, 1, episodes=50, groups=groups)  # no group has 18: all classes
+    assert any(len(set(groups[e.support_idx].tolist())) > 1 for e in wide)
+    with pytest.raises(ValueError, match="spans groups"):
+        sample_episodes(labels, 5, 1, groups=np.arange(len(labels)) % 2)
+
+
+def test_episodes_skip_small_classes_and_refuse_too_few():
+    labels = np.array([0, 0, 1, 1, 2, 2, 3])  # class 3 has one sample
+    for e in sample_episodes(labels, 3, 1, episodes=30):
+        assert 3 not in e.support_labels
+    with pytest.raises(ValueError, match="only 3"):
+        sample_episodes(labels, 4, 1)
+
+
+def test_accuracy_is_one_on_separable_features():
+    features, labels = _one_hot_features()
+    episodes = sample_episodes(labels, 5, 1, episodes=200)
+    assert episode_accuracy(features, labels, episodes) == 1.0
+    assert episode_accuracy(features, labels, sample_episodes(labels, 20, 3, n_query=3, episodes=20)) == 1.0
+
+
+def test_accuracy_is_chance_on_random_features():
+    g = torch.Generator().manual_seed(1)
+    labels = torch.arange(50).repeat_interleave(4)
+    features = torch.randn(len(labels), 16, generator=g)
+    episodes = sample_episodes(labels, 5, 1, n_query=1, episodes=2000, seed=2)
+    assert abs(episode_accuracy(features, labels, episodes) - 0.2) < 0.03  # 10000 queries: sd 0.004
+
+
+def test_custom_score_plugs_in():
+    features, labels = _one_hot_features()
+    episodes = sample_episodes(labels, 5, 2, n_query=1, episodes=50)
+    cosine = lambda q, s: F.normalize(q, dim=1) @ F.normalize(s, dim=1).T
+    assert episode_accuracy(features, labels, episodes, score=lambda q, s: -cosine(q, s)) == 0.0
+    assert episode_accuracy(features, labels, episodes, score=cosine) == 1.0
+    # One shot: averaging cosine scores over one sample is the default nearest neighbour.
+    g = torch.Generator().manual_seed(4)
+    noisy = torch.randn(len(labels), 20, generator=g)
+    one_shot = sample_episodes(labels, 5, 1, episodes=100)
+    assert episode_accuracy(noisy, labels, one_shot, score=cosine) == episode_accuracy(noisy, labels, one_shot)
+    with pytest.raises(ValueError, match="expected"):
+        episode_accuracy(features, labels, episodes, score=lambda q, s: cosine(q, s).T)
+
+
+@needs_small1
+def test_episodes_on_omniglot_test_characters(dm):
+    test = dm.test_set
+    episodes = sample_episodes(test.labels, 5, 1, episodes=100, groups=test.alphabets)
+    for e in episodes:
+        assert len(set(test.alphabets[e.support_idx].tolist())) == 1
+    pixels = test.images.flatten(1).float()  # raw pixels: well above the 20% of chance
+    assert episode_accuracy(pixels, test.labels, episodes) > 0.3
