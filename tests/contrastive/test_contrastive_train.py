@@ -13,6 +13,7 @@ from labformer.tasks.contrastive import ContrastiveTask
 
 from conftest import compose_config
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 OBJECTIVES = registry.list_models(kind="objective")
 SMALL = {"simsiam": {"proj_dim": 32, "pred_hidden": 8}, "infonce": {"proj_dim": 16, "proj_hidden": 32},
          "msn": {"proj_dim": 16, "proj_hidden": 32, "num_prototypes": 8}, "triplet": {}, "pair": {}}

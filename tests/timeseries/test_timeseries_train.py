@@ -2,20 +2,13 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from labformer import pipeline
 
 from conftest import compose_config
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: one thread is faster, and far faster on a shared, busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SMALL = ["task=timeseries", "data.length=1200", "data.lookback=48", "data.horizon=24", "data.batch_size=64",
          "trainer.max_epochs=2"]
