@@ -10,7 +10,7 @@ from labformer.cli import config_choices
 from conftest import compose_config
 
 # Groups whose files are chosen with `group=<file>`; experiment/debug are applied on top.
-GROUPS = ["task", "model", "data", "trainer", "logger", "callbacks", "paths", "experiment", "debug"]
+GROUPS = ["task", "model", "data", "trainer", "logger", "callbacks", "paths", "experiment", "debug", "objective"]
 
 
 def _group_cases():
@@ -31,7 +31,7 @@ def test_eval_config_composes():
     assert cfg.ckpt_path == "x.ckpt" and cfg.split == "test"
 
 
-@pytest.mark.parametrize("kind", ["backbone", "dataset", "logger", "task"])
+@pytest.mark.parametrize("kind", ["backbone", "dataset", "logger", "task", "objective"])
 def test_every_registered_entry_has_its_config_file(kind):
     for entry in registry.entries(kind):
         if kind == "task":
@@ -41,7 +41,8 @@ def test_every_registered_entry_has_its_config_file(kind):
         assert path.is_file(), f"{kind} '{entry.name}' has no config file {path}"
 
 
-@pytest.mark.parametrize("group, kind", [("model", "backbone"), ("data", "dataset"), ("logger", "logger")])
+@pytest.mark.parametrize("group, kind", [("model", "backbone"), ("data", "dataset"), ("logger", "logger"),
+                                         ("objective", "objective")])
 def test_config_name_is_its_registry_key(group, kind):
     for choice in config_choices(group):
         cfg = OmegaConf.load(CONF_DIR / group / f"{choice}.yaml")
