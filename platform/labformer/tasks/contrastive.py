@@ -20,7 +20,6 @@ import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from labformer import registry
-from labformer.models.contrastive.base import Objective
 from labformer.models.contrastive.encoder import Encoder
 from labformer.registry import register
 from labformer.tasks.base import Task
@@ -181,8 +180,7 @@ class ContrastiveTask(Task):
         settings = dict(self.episodes)
         settings["n_way"] = min(settings.get("n_way", 20), len(labels.unique()))  # few validation classes
         episodes = sample_episodes(labels.numpy(), groups=groups, **settings)
-        learned = type(self.objective).score is not Objective.score  # a pair scorer; else cosine
-        return episode_accuracy(feats, labels, episodes, score=self.objective.score if learned else None)
+        return episode_accuracy(feats, labels, episodes, score=self.objective.score)
 
 
 register("contrastive", task="contrastive", kind="task", monitor="val/knn_acc")(ContrastiveTask)

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from torch_geometric.data import Batch, Data
 
 from labformer import registry
-from labformer.data.views.series import ViewDataset, reject_unknown, share
+from labformer.data.views.base import ViewDataset, reject_unknown, share
 from labformer.errors import UserError
 from labformer.registry import register
 

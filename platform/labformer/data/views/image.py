@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from labformer.data.views.base import ViewDataset
 from labformer.registry import register
 
 
@@ -83,31 +84,12 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return flat.view(b, c, h, w)
 
 
-class ImageViewDataset(Dataset):
-    """uint8 images and labels; a batch is a dict of two views, the labels and (eval splits) the clean image.
-
-    With `seed` set (validation/test), each batch's views come from a generator seeded by
-    the batch's first index, so the reported metrics are the same on every evaluation.
-    """
+class ImageViewDataset(ViewDataset):
+    """uint8 images and labels; the clean item is the normalised image (see ViewDataset)."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, views: ImageViews, clean: bool,
                  seed: int | None = None, augment: bool = True) -> None:
-        self.images, self.labels, self.views = images, labels, views
-        self.clean, self.seed, self.augment = clean, seed, augment
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitems__(self, indices: Sequence[int]) -> dict[str, Any]:
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        images = self.images[idx]
-        batch: dict[str, Any] = {"y": self.labels[idx]}
-        if self.augment:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + int(idx[0])) if self.seed is not None else None
-            batch["views"] = (self.views(images, gen), self.views(images, gen))
-        if self.clean:
-            batch["x"] = self.views.normalize(images)
-        return batch
+        super().__init__(images.__getitem__, labels, views, clean, seed, augment, prepare=views.normalize)
 
 
 @register("vision", task="contrastive", kind="views")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from labformer.data.views.series import ViewDataset, reject_unknown, share
+from labformer.data.views.base import ViewDataset, reject_unknown, share
 from labformer.errors import UserError
 from labformer.registry import register
 

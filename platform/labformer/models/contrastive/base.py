@@ -31,6 +31,6 @@ class Objective(nn.Module):
     def after_step(self, encoder: nn.Module) -> None:
         pass
 
-    def score(self, query: torch.Tensor, support: torch.Tensor) -> torch.Tensor | None:
-        """Similarity [Q, S] for one-shot evaluation; None: cosine similarity of the features."""
-        return None
+    # One-shot evaluation's similarity: a method `(query [Q,D], support [S,D]) -> [Q,S]` in
+    # objectives with a learned scorer or embedding (pair, triplet); None: cosine of the features.
+    score = None
