@@ -44,8 +44,9 @@ def test_run_directory_holds_config_checkpoints_and_metrics(trained):
 
 
 def test_last_checkpoint_is_the_latest_epoch_even_when_the_metric_got_worse(tmp_path):
-    # mode=min on an accuracy that rises: only epoch 0 is "best", yet last.ckpt must follow training.
-    cfg = compose_config("run_id=worse", "task.mode=min", "trainer.max_epochs=3", "trainer.limit_train_batches=3",
+    # Minimising the epoch counter (a checkpoint candidate Lightning always offers): only epoch 0 is
+    # "best", yet last.ckpt must follow training.
+    cfg = compose_config("run_id=worse", "task.monitor=epoch", "task.mode=min", "trainer.max_epochs=3", "trainer.limit_train_batches=3",
                          "test=false", log_dir=tmp_path)
     pipeline.train(cfg)
     checkpoints = tmp_path / "runs" / "worse" / "checkpoints"
@@ -114,8 +115,11 @@ def test_wrong_values_name_the_key(tmp_path, override, message):
 def test_model_of_another_task_fails_before_any_data_is_read(tmp_path, monkeypatch):
     registry.register("graph_probe_model", task="graph")(lambda: None)
     monkeypatch.setattr(pipeline, "build_datamodule", lambda cfg: pytest.fail("data was read"))
-    with pytest.raises(UserError, match="does not serve task 'vision'"):
-        pipeline.train(compose_config("model.name=graph_probe_model", log_dir=tmp_path))
+    try:
+        with pytest.raises(UserError, match="does not serve task 'vision'"):
+            pipeline.train(compose_config("model.name=graph_probe_model", log_dir=tmp_path))
+    finally:  # a throw-away entry: registry-wide tests must never see it
+        registry._REGISTRY["backbone"].pop("graph_probe_model")
 
 
 def test_missing_dataset_names_files_directories_and_urls(tmp_path):
@@ -142,3 +146,13 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 0
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
+
+
+def test_trainer_progress_bar_switch_is_honoured(tmp_path):
+    from lightning.pytorch.callbacks import ProgressBar
+    from labformer.builders import build_callbacks, build_trainer
+
+    cfg = compose_config("trainer.enable_progress_bar=false", log_dir=tmp_path)
+    callbacks = build_callbacks(cfg, tmp_path)
+    assert not any(isinstance(c, ProgressBar) for c in callbacks)
+    assert build_trainer(cfg, tmp_path, None, callbacks).progress_bar_callback is None

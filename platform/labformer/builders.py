@@ -68,7 +68,8 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Callback]:
     bars = {"tqdm": TQDMProgressBar, "rich": RichProgressBar, "none": None}
     if c.progress_bar not in bars:
         raise UserError(f"callbacks.progress_bar={c.progress_bar} is unknown; use one of {', '.join(bars)}")
-    if bars[c.progress_bar] is not None:
+    # trainer.enable_progress_bar=false is the Trainer's own switch: honour it instead of clashing.
+    if bars[c.progress_bar] is not None and cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(bars[c.progress_bar]())
     if c.get("lr_monitor") and cfg.logger.name != "none":
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
