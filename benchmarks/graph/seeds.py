@@ -1,42 +1,58 @@
-"""Test metric over seeds for one experiment preset, in-process:
+"""Test metric over seeds, splits or folds for one experiment preset, in-process:
 
-    LABFORMER_DATA_DIR=/path/to/data nice -n 19 .venv/bin/python benchmarks/graph/seeds.py \
-        experiment=cora_gcn --seeds 10 [model=gat ...]
+    LABFORMER_DATA_DIR=/path/to/data .venv/bin/python benchmarks/graph/seeds.py experiment=cora_gcn --seeds 10
+    ... benchmarks/graph/seeds.py experiment=minesweeper_gcn --over data.split --seeds 10   # the 10 fixed splits
+    ... benchmarks/graph/seeds.py experiment=mutag_gine --over data.fold --seeds 10        # 10-fold CV
 
-Prints each seed's test score and the mean +- std (runs log to a temporary folder, no tracker).
+Prints each run's test score and the mean +- std (runs log to a temporary folder, no tracker),
+and appends one JSON line per call to results.jsonl beside this file (scores, seconds, command).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import statistics
 import tempfile
+import time
+from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
 from labformer import CONF_DIR, pipeline
 from labformer.utils.run_identity import register_resolvers
 
+RESULTS = Path(__file__).resolve().parent / "results.jsonl"
+
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("overrides", nargs="*")
-    p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--seeds", type=int, default=10, help="how many values of --over: 0, 1, ..., N-1")
+    p.add_argument("--over", default="seed", help="the key that varies: seed, data.split or data.fold")
     p.add_argument("--metric", default="test/score")
     args = p.parse_args()
     register_resolvers()
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    scores = []
+    scores, start = [], time.time()
     with tempfile.TemporaryDirectory() as tmp, initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        for seed in range(args.seeds):
-            cfg = compose("train", overrides=["task=graph", *args.overrides, f"seed={seed}", "logger=none",
+        for i in range(args.seeds):
+            cfg = compose("train", overrides=["task=graph", *args.overrides, f"{args.over}={i}", "logger=none",
                                               "callbacks.progress_bar=none", f"paths.log_dir={tmp}",
-                                              f"run_id=seed{seed}", "trainer.enable_model_summary=false"])
+                                              f"run_id=run{i}", "trainer.enable_model_summary=false"])
             result = pipeline.train(cfg)
             scores.append(result.test_metrics[args.metric])
-            print(f"seed {seed}: {args.metric} {scores[-1]:.4f}", flush=True)
-    std = statistics.stdev(scores) if len(scores) > 1 else 0.0
-    print(f"{' '.join(args.overrides)}: {args.metric} {statistics.mean(scores):.4f} +- {std:.4f} over {len(scores)} seeds")
+            print(f"{args.over} {i}: {args.metric} {scores[-1]:.4f}", flush=True)
+    mean, std = statistics.mean(scores), statistics.stdev(scores) if len(scores) > 1 else 0.0
+    print(f"{' '.join(args.overrides)}: {args.metric} {mean:.4f} +- {std:.4f} over {len(scores)} values of {args.over}")
+    row = {"overrides": args.overrides, "over": args.over, "metric": args.metric, "scores": [round(s, 4) for s in scores],
+           "mean": round(mean, 4), "std": round(std, 4), "seconds": round(time.time() - start),
+           "threads": os.environ.get("OMP_NUM_THREADS"), "load_end": round(os.getloadavg()[0], 2),
+           "date": time.strftime("%Y-%m-%d %H:%M"),
+           "command": f"benchmarks/graph/seeds.py {' '.join(args.overrides)} --over {args.over} --seeds {args.seeds}"}
+    with open(RESULTS, "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":

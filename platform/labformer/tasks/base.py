@@ -9,6 +9,7 @@ import lightning as L
 import torch
 import torch.nn as nn
 
+from labformer.errors import UserError
 from labformer.utils.checkpoint_io import CONFIG_KEY
 
 
@@ -28,8 +29,14 @@ class Task(L.LightningModule):
     def __init__(self, backbone: nn.Module, lr: float = 1e-3, weight_decay: float = 0.05,
                  warmup_epochs: int = 1, run_config: dict[str, Any] | None = None,
                  warmup_steps: int | None = None, min_lr: float = 0.0,
-                 betas: tuple[float, float] | list[float] = (0.9, 0.999)) -> None:
+                 betas: tuple[float, float] | list[float] = (0.9, 0.999), optimizer: str = "adamw",
+                 schedule: str = "cosine") -> None:
         super().__init__()
+        if optimizer not in self.OPTIMIZERS:
+            raise UserError(f"task.optimizer={optimizer} is unknown; use one of {', '.join(self.OPTIMIZERS)}")
+        if schedule not in self.SCHEDULES:
+            raise UserError(f"task.schedule={schedule} is unknown; use one of {', '.join(self.SCHEDULES)}")
+        self.optimizer_name, self.schedule = optimizer, schedule
         self.backbone = backbone
         self.lr = lr
         self.weight_decay = weight_decay
@@ -38,6 +45,9 @@ class Task(L.LightningModule):
         self.min_lr = min_lr  # the cosine ends here instead of at zero
         self.betas = tuple(betas)
         self.run_config = run_config or {}
+
+    OPTIMIZERS = ("adamw", "adam")
+    SCHEDULES: tuple[str, ...] = ("cosine", "constant")  # a family may add its own (time series: halving)
 
     # -- how builders.py assembles a run; a family overrides what differs -------------------
     data_keys: tuple[str, ...] = ()  # task config keys that configure the DataModule, not the module
@@ -84,13 +94,19 @@ class Task(L.LightningModule):
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self.step(batch, "test")
 
-    def configure_optimizers(self) -> dict[str, Any]:
-        # No weight decay on biases, norms and embeddings-like 1-d parameters (standard for ViTs).
-        decay = [p for p in self.parameters() if p.requires_grad and p.ndim >= 2]
-        no_decay = [p for p in self.parameters() if p.requires_grad and p.ndim < 2]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=self.lr,
-                                      betas=self.betas)
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        params = [p for p in self.parameters() if p.requires_grad]
+        if self.optimizer_name == "adam":  # the classic recipes (GCN, the time-series scripts): L2 on everything
+            return torch.optim.Adam(params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)
+        # AdamW: no decay on biases, norms and embedding-like 1-d parameters (standard for ViTs).
+        return torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": self.weight_decay},
+                                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
+                                 lr=self.lr, betas=self.betas)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.make_optimizer()
+        if self.schedule == "constant":
+            return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = max(1, self.trainer.max_epochs or 1)
         warmup = min(total // 2, int(total * self.warmup_epochs / epochs) if self.warmup_steps is None

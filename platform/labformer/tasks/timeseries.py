@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,14 +28,14 @@ log = logging.getLogger("labformer")
 
 
 class TimeSeriesTask(Task):
+    SCHEDULES = ("cosine", "halving", "constant")
+
     def __init__(self, backbone: nn.Module, horizon: int, channels: int, loss: Literal["mse", "mae"] = "mse",
-                 optimizer: Literal["adamw", "adam"] = "adamw",
-                 schedule: Literal["cosine", "halving", "constant"] = "cosine",
                  sam_rho: float = 0.0, sam_adaptive: bool = False, test_drop_last: bool = False,
                  plot_windows: int = 4, **base: Any) -> None:
         super().__init__(backbone, **base)
         self.horizon, self.channels = horizon, channels
-        self.loss_name, self.optimizer_name, self.schedule = loss, optimizer, schedule
+        self.loss_name = loss
         self.sam_rho, self.sam_adaptive = sam_rho, sam_adaptive
         self.automatic_optimization = sam_rho <= 0  # SAM needs two passes per step: manual
         self.test_suffix = "_drop_last" if test_drop_last else ""
@@ -118,19 +117,12 @@ class TimeSeriesTask(Task):
             scheduler.step()
 
     def configure_optimizers(self) -> Any:
-        if self.optimizer_name == "adamw" and self.schedule == "cosine":
-            return super().configure_optimizers()  # the platform's AdamW + warm-up + cosine
-        cls = torch.optim.AdamW if self.optimizer_name == "adamw" else torch.optim.Adam
-        optimizer = cls(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        if self.schedule == "constant":
-            return optimizer
-        if self.schedule == "halving":  # the Time-Series-Library's `type1`: lr / 2 after every epoch
-            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 0.5 ** epoch)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        if self.schedule != "halving":
+            return super().configure_optimizers()  # the platform's optimiser, warm-up + cosine or constant
+        # The Time-Series-Library's `type1`: lr / 2 after every epoch.
+        optimizer = self.make_optimizer()
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 0.5 ** epoch)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     # -- test outputs: per-step metrics, protocol, plot ------------------------------------------
     def on_test_epoch_start(self) -> None:
