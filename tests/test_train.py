@@ -156,3 +156,17 @@ def test_trainer_progress_bar_switch_is_honoured(tmp_path):
     callbacks = build_callbacks(cfg, tmp_path)
     assert not any(isinstance(c, ProgressBar) for c in callbacks)
     assert build_trainer(cfg, tmp_path, None, callbacks).progress_bar_callback is None
+
+
+def test_optimizer_and_schedule_options():
+    backbone = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 8))
+    backbone.num_features = 8
+    task = VisionTask(backbone, num_classes=10, optimizer="adam", schedule="constant", weight_decay=5e-4)
+    optimizer = task.configure_optimizers()
+    assert type(optimizer) is torch.optim.Adam  # L2 in the gradient, on every parameter (biases too)
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [5e-4]
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(task.parameters()))
+    with pytest.raises(UserError, match="task.optimizer=sgd is unknown"):
+        VisionTask(backbone, num_classes=10, optimizer="sgd")
+    with pytest.raises(UserError, match="task.schedule=halving is unknown"):
+        VisionTask(backbone, num_classes=10, schedule="halving")  # the time-series family's own

@@ -19,7 +19,6 @@ import platform
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -105,19 +104,21 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--runs", nargs="*", default=list(RUNS), choices=list(RUNS))
     p.add_argument("--report", action="store_true", help="only rewrite variants.md")
+    p.add_argument("--log-dir", default=str(REPO / "logs" / "lm_variants"),
+                   help="the runs' directories (checkpoints, metrics.csv, samples); a rerun of a name resumes it")
     p.add_argument("--extra", nargs="*", default=[], help="overrides added to every run, e.g. data.cache_dir=...")
     args = p.parse_args()
     if not args.report:
-        with tempfile.TemporaryDirectory() as tmp:
-            for name in args.runs:
-                if len(args.runs) > 1:  # one parent per run, so RUSAGE_CHILDREN's peak is this run's
-                    subprocess.run([sys.executable, __file__, "--runs", name, "--extra", *args.extra], check=False)
-                    continue
-                row = run(name, args.extra, Path(tmp))
-                with open(RESULTS, "a") as f:
-                    f.write(json.dumps(row) + "\n")
-                print(json.dumps({k: row.get(k) for k in ("run", "final_val_loss", "tokens_per_sec",
-                                                          "peak_rss_mb", "wall_s", "error")}), flush=True)
+        for name in args.runs:
+            if len(args.runs) > 1:  # one parent per run, so RUSAGE_CHILDREN's peak is this run's
+                subprocess.run([sys.executable, __file__, "--runs", name, "--log-dir", args.log_dir,
+                                "--extra", *args.extra], check=False)
+                continue
+            row = run(name, args.extra, Path(args.log_dir))
+            with open(RESULTS, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps({k: row.get(k) for k in ("run", "final_val_loss", "tokens_per_sec",
+                                                      "peak_rss_mb", "wall_s", "error")}), flush=True)
     report()
 
 

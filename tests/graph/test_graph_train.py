@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from labformer import pipeline
+from labformer.errors import UserError
 
 from conftest import compose_config
 
@@ -41,3 +42,14 @@ def test_graph_level_dataset_with_encodings(tmp_path):
     result = pipeline.train(cfg)
     assert "test/acc" in result.test_metrics
     assert {p.name.split("-")[0] for p in (tmp_path / "cache").glob("*.pt")} == {"graphs", "lap_pe", "rw_se"}
+
+
+def test_gcn_as_in_its_paper_scores_classes_without_a_head(tmp_path):
+    # PATTERN has 2 classes: the last convolution writes them and the task adds no layer.
+    base = ["task=graph", "data=pattern", "model=gcn", "data.train_graphs=16", "data.val_graphs=8",
+            "data.test_graphs=8", f"data.cache_dir={tmp_path / 'cache'}", "trainer.max_epochs=1"]
+    result = pipeline.train(compose_config(*base, "model.out_dim=2", "task.head=none", "task.optimizer=adam",
+                                           "task.schedule=constant", log_dir=tmp_path))
+    assert 0.0 <= result.test_metrics["test/score"] <= 1.0
+    with pytest.raises(UserError, match=r"Fix: model.out_dim=2 \(gcn\) or task.head=linear"):
+        pipeline.train(compose_config(*base, "task.head=none", log_dir=tmp_path))

@@ -53,7 +53,7 @@ def unwrap(module: nn.Module) -> nn.Module:
 class GraphTask(Task):
     def __init__(self, backbone: nn.Module, num_classes: int, level: str = "node", metric: str = "accuracy",
                  pooling: str = "mean", label_smoothing: float = 0.0, head_dropout: float = 0.0,
-                 **base: Any) -> None:
+                 head: str = "linear", **base: Any) -> None:
         super().__init__(backbone, **base)
         if level not in ("node", "graph"):
             raise UserError(f"graph task level must be node or graph, got '{level}'")
@@ -62,7 +62,14 @@ class GraphTask(Task):
         self.level, self.metric, self.pooling = level, metric, pooling
         self.num_classes, self.label_smoothing = num_classes, label_smoothing
         dim = unwrap(backbone).num_features
-        self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(dim, num_classes))
+        if head not in ("linear", "none"):
+            raise UserError(f"task.head={head} is unknown; use linear or none")
+        if head == "none" and dim != num_classes:
+            raise UserError(f"task.head=none needs a backbone that outputs the {num_classes} class scores, "
+                            f"but it outputs {dim} features. Fix: model.out_dim={num_classes} (gcn) or task.head=linear")
+        # none: the backbone's last layer already scores the classes (e.g. the GCN paper's model).
+        self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(dim, num_classes)) if head == "linear" \
+            else nn.Identity()
         self.score_name = METRIC_NAMES[metric] if metric in METRIC_NAMES else metric
         metrics = _metrics(metric, num_classes)
         self.metrics = nn.ModuleDict({f"{s}_metrics": MetricCollection(metrics).clone(prefix=f"{s}/")

@@ -13,15 +13,16 @@ from labformer.registry import register
 
 class GCN(nn.Module):
     def __init__(self, in_dim: int, hidden: int, num_layers: int, dropout: float, in_dropout: float,
-                 norm: str | None, lap_pe_dim: int = 0, rw_se_dim: int = 0):
+                 norm: str | None, lap_pe_dim: int = 0, rw_se_dim: int = 0, out_dim: int | None = None):
         super().__init__()
-        self.num_features = hidden
+        self.num_features = out_dim or hidden
         self.in_dropout = in_dropout
         # Without encodings the first convolution reads the raw features, as in the paper
         # (an extra input projection costs Cora about 3 points of accuracy).
         self.encoder = NodeEncoder(in_dim, hidden, lap_pe_dim, rw_se_dim) if lap_pe_dim or rw_se_dim else None
-        self.gnn = PyGGCN(hidden if self.encoder is not None else in_dim, hidden, num_layers, dropout=dropout,
-                          norm=norm)
+        # out_dim: the last convolution writes the class scores (the paper's model; with task.head=none).
+        self.gnn = PyGGCN(hidden if self.encoder is not None else in_dim, hidden, num_layers, out_channels=out_dim,
+                          dropout=dropout, norm=norm)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         h = self.encoder(batch) if self.encoder is not None else batch.x.float()
@@ -30,6 +31,7 @@ class GCN(nn.Module):
 
 @register("gcn", task="graph", paper="Kipf & Welling 2017")
 def gcn(in_dim: int = 1, edge_dim: int = 0, lap_pe_dim: int = 0, rw_se_dim: int = 0, hidden: int = 64,
-        num_layers: int = 2, dropout: float = 0.5, in_dropout: float = 0.0, norm: str | None = None) -> GCN:
+        num_layers: int = 2, dropout: float = 0.5, in_dropout: float = 0.0, norm: str | None = None,
+        out_dim: int | None = None) -> GCN:
     """edge_dim is accepted and ignored: GCN does not read edge features."""
-    return GCN(in_dim, hidden, num_layers, dropout, in_dropout, norm, lap_pe_dim, rw_se_dim)
+    return GCN(in_dim, hidden, num_layers, dropout, in_dropout, norm, lap_pe_dim, rw_se_dim, out_dim)
