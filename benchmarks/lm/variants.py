@@ -27,6 +27,7 @@ REPO = HERE.parents[1]
 RESULTS, TABLE = HERE / "variants.jsonl", HERE / "variants.md"
 # nGPT and the all-attention model have their own block settings: drop the preset's GPT-only keys.
 NOT_GPT = ["~model.bias", "~model.norm_kwargs", "~model.dropout"]
+LOCAL_KEYS = ("data.cache_dir", "paths.")  # where this machine keeps files: not shown in the table
 RUNS: dict[str, list[str]] = {
     "softmax": [],
     "softmax_seed1": ["seed=1"],
@@ -93,8 +94,9 @@ def report() -> None:
                          f"{r['wall_s']} | | {r['date']} |")
             continue
         v = r["val_loss"]
+        shown = " ".join(o for o in r["overrides"] if not o.startswith(LOCAL_KEYS))
         marks = " / ".join(f"{v[i]:.3f}" for i in (1, 3, 5, 7) if i < len(v))
-        lines.append(f"| {r['run']} | `{' '.join(r['overrides']) or '(preset)'}` | {marks} | {r['tokens_per_sec']} | "
+        lines.append(f"| {r['run']} | `{shown or '(preset)'}` | {marks} | {r['tokens_per_sec']} | "
                      f"{r.get('peak_rss_mb')} | {r['wall_s']:.0f} | {r['load_start']:.1f}-{r['load_end']:.1f} | {r['date']} |")
     TABLE.write_text("\n".join(lines) + "\n")
     print(TABLE.read_text())

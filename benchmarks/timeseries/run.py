@@ -32,7 +32,7 @@ from labformer.utils.run_identity import register_resolvers
 HERE = Path(__file__).resolve().parent
 PAPER = {  # ETTh1, multivariate; (MSE, MAE) published (None: not checked against the paper here)
     "etth1_itransformer": {96: (0.386, 0.405), 192: (0.441, 0.436), 336: (0.487, 0.458), 720: (0.503, 0.491)},
-    "etth1_dlinear": {96: (0.396, None)},
+    "etth1_dlinear": {96: (0.396, None), (96, 336): (0.375, 0.399)},  # keys: H, or (H, L) where L matters
     "etth1_patchtst": {96: (0.414, 0.419), 192: (0.460, 0.445), 336: (0.501, 0.466), 720: (0.500, 0.488)},
     "etth1_samformer": {96: (0.381, None)},
 }
@@ -67,7 +67,8 @@ def run_row(experiment: str, horizon: int, extra: list[str]) -> dict:
     wall = time.perf_counter() - start
     epochs = validated_epochs(result.run_dir)
     metrics = {**result.test_metrics, **published_protocol(result.best_ckpt)}
-    paper = PAPER.get(experiment, {}).get(horizon)
+    published = PAPER.get(experiment, {})
+    paper = published.get((horizon, cfg.data.lookback), published.get(horizon))
     row = {"experiment": experiment, "horizon": horizon, "overrides": extra,
            "command": "python train.py " + " ".join(o for o in overrides if not o.startswith(("logger", "callbacks",
                                                                                                 "run_id"))),
