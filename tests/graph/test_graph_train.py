@@ -53,3 +53,23 @@ def test_gcn_as_in_its_paper_scores_classes_without_a_head(tmp_path):
     assert 0.0 <= result.test_metrics["test/score"] <= 1.0
     with pytest.raises(UserError, match=r"Fix: model.out_dim=2 \(gcn\) or task.head=linear"):
         pipeline.train(compose_config(*base, "task.head=none", log_dir=tmp_path))
+
+
+def test_one_graph_full_batch_normalises_with_its_own_statistics_in_eval():
+    # Transductive data: eval sees the training batch itself, so BatchNorm must not switch to
+    # (lagging) running averages: without dropout, eval and train outputs are identical.
+    import torch
+    from torch_geometric.data import Batch, Data
+
+    from labformer import registry
+    from labformer.tasks.graph import GraphTask
+
+    torch.manual_seed(0)
+    graph = Data(x=torch.randn(30, 5), edge_index=torch.randint(0, 30, (2, 90)))
+    backbone = registry.create("graph", "polynormer", in_dim=5, hidden=8, heads=2)
+    task = GraphTask(backbone, num_classes=3, transductive=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) and m.running_mean is not None for m in task.modules())
+    batch = Batch.from_data_list([graph])
+    train_out = task.train()(batch)
+    assert torch.allclose(task.eval()(batch), train_out, atol=1e-5)
+    assert "running_mean" not in " ".join(task.state_dict())

@@ -50,11 +50,27 @@ def unwrap(module: nn.Module) -> nn.Module:
     return getattr(module, "_orig_mod", module)  # torch.compile keeps the original here
 
 
+def batch_statistics_only(module: nn.Module) -> None:
+    """BatchNorm without running statistics: it normalises with the batch's own in eval too.
+
+    On one graph trained full-batch (Cora, the heterophilous graphs) every step, validation
+    and test see the very same batch, so its statistics are exact; running averages instead
+    trail the activations by ~1/momentum steps, i.e. tens of epochs at one step per epoch,
+    and a fast-moving model (Polynormer's polynomial gating) then predicts one class in eval.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.track_running_stats = False
+            m.running_mean = m.running_var = m.num_batches_tracked = None
+
+
 class GraphTask(Task):
     def __init__(self, backbone: nn.Module, num_classes: int, level: str = "node", metric: str = "accuracy",
                  pooling: str = "mean", label_smoothing: float = 0.0, head_dropout: float = 0.0,
-                 head: str = "linear", **base: Any) -> None:
+                 head: str = "linear", transductive: bool = False, **base: Any) -> None:
         super().__init__(backbone, **base)
+        if transductive:
+            batch_statistics_only(backbone)
         if level not in ("node", "graph"):
             raise UserError(f"graph task level must be node or graph, got '{level}'")
         if pooling not in POOLING:
@@ -82,7 +98,8 @@ class GraphTask(Task):
 
     @staticmethod
     def head_inputs(datamodule: L.LightningDataModule) -> dict[str, Any]:
-        return {"num_classes": datamodule.num_classes, "level": datamodule.level, "metric": datamodule.metric}
+        return {"num_classes": datamodule.num_classes, "level": datamodule.level, "metric": datamodule.metric,
+                "transductive": bool(getattr(datamodule, "transductive", False))}
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
