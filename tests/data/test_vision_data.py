@@ -18,7 +18,7 @@ from labformer.errors import UserError
 from labformer.registry import create, entries
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-NATURAL = {"digits": (1, 32, 10), "fashion_mnist": (1, 28, 10), "cifar10": (3, 32, 10), "cifar100": (3, 32, 100)}
+NATURAL = {"digits": (1, 16, 10), "fashion_mnist": (1, 28, 10), "cifar10": (3, 32, 10), "cifar100": (3, 32, 100)}
 
 
 def build(name: str, data_dir: Path, **kw):
@@ -45,7 +45,7 @@ def test_registry_metadata_and_typed_builders(tmp_path):
     with pytest.raises(UserError, match="val_fraction"):
         build("digits", tmp_path, val_fraction=1.0)
     assert build("cifar10", tmp_path, img_size=64).img_size == 64
-    assert vision.DigitsDataModule().img_size == 32  # upsampled by default, not only via the builder
+    assert vision.DigitsDataModule().img_size == 16  # upsampled by default, not only via the builder
 
 
 @pytest.mark.parametrize("name", sorted(NATURAL))
@@ -98,7 +98,7 @@ def test_digits_split_is_reproducible_and_seeded(digits_dm, tmp_path):
 
 def test_digits_batches_shapes_dtypes_and_normalisation(digits_dm):
     x, y = next(iter(digits_dm.train_dataloader()))
-    assert x.shape == (32, 1, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert x.shape == (32, 1, 16, 16) and x.dtype == torch.float32 and y.dtype == torch.int64
     assert 0 <= int(y.min()) and int(y.max()) <= 9
     full = torch.cat([b[0] for b in digits_dm.test_dataloader()])
     assert abs(full.mean().item()) < 0.1 and abs(full.std().item() - 1) < 0.1

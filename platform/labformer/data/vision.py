@@ -371,7 +371,7 @@ def _builder(cls: type[VisionDataModule], batch_size: int, img_size: int, downlo
 
 # Registered builders: signatures are the config schema (conf/data/<name>.yaml).
 register("digits", task="vision", kind="dataset", embedded=True)(
-    _builder(DigitsDataModule, batch_size=32, img_size=32, downloads=False))
+    _builder(DigitsDataModule, batch_size=32, img_size=16, downloads=False))
 register("fashion_mnist", task="vision", kind="dataset", embedded=False)(
     _builder(FashionMNISTDataModule, batch_size=128, img_size=28))
 register("cifar10", task="vision", kind="dataset", embedded=False)(
