@@ -31,13 +31,14 @@ def main() -> None:
     p.add_argument("overrides", nargs="*")
     p.add_argument("--seeds", type=int, default=10, help="how many values of --over: 0, 1, ..., N-1")
     p.add_argument("--over", default="seed", help="the key that varies: seed, data.split or data.fold")
+    p.add_argument("--first", type=int, default=0, help="first value of --over (to split a sweep across processes)")
     p.add_argument("--metric", default="test/score")
     args = p.parse_args()
     register_resolvers()
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     scores, start = [], time.time()
     with tempfile.TemporaryDirectory() as tmp, initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        for i in range(args.seeds):
+        for i in range(args.first, args.first + args.seeds):
             cfg = compose("train", overrides=["task=graph", *args.overrides, f"{args.over}={i}", "logger=none",
                                               "callbacks.progress_bar=none", f"paths.log_dir={tmp}",
                                               f"run_id=run{i}", "trainer.enable_model_summary=false"])
@@ -50,7 +51,8 @@ def main() -> None:
            "mean": round(mean, 4), "std": round(std, 4), "seconds": round(time.time() - start),
            "threads": os.environ.get("OMP_NUM_THREADS"), "load_end": round(os.getloadavg()[0], 2),
            "date": time.strftime("%Y-%m-%d %H:%M"),
-           "command": f"benchmarks/graph/seeds.py {' '.join(args.overrides)} --over {args.over} --seeds {args.seeds}"}
+           "command": f"benchmarks/graph/seeds.py {' '.join(args.overrides)} --over {args.over} --seeds {args.seeds}"
+                      + (f" --first {args.first}" if args.first else "")}
     with open(RESULTS, "a") as f:
         f.write(json.dumps(row) + "\n")
 

@@ -7,6 +7,7 @@ import torch
 from torch_geometric.data import Data
 
 from labformer import registry
+from labformer.errors import UserError
 from labformer.tasks.graph import GraphTask
 
 from helpers import build, prepare, tiny_graph
@@ -74,3 +75,19 @@ def test_gcn_without_encodings_convolves_the_raw_features():
     assert model.encoder is None and model.gnn.convs[0].in_channels == 3
     graph = tiny_graph(6, seed=0)
     assert model(Batch.from_data_list([graph])).shape == (6, 8)
+
+
+def test_residual_gcn_follows_its_update_rule():
+    # h <- h + GELU(GCNConv(LayerNorm(h))) per layer, after an input projection; LayerNorm at the end.
+    from labformer import registry as reg
+    from torch_geometric.data import Batch
+
+    torch.manual_seed(0)
+    model = reg.create("graph", "gcn", in_dim=3, hidden=8, num_layers=2, dropout=0.0, residual=True).eval()
+    batch = Batch.from_data_list([tiny_graph(6, seed=0)])
+    h = model.encoder(batch)
+    for norm, conv in zip(model.norms, model.convs):
+        h = h + torch.nn.functional.gelu(conv(norm(h), batch.edge_index))
+    assert torch.allclose(model(batch), model.out_norm(h), atol=1e-6)
+    with pytest.raises(UserError, match="model.residual=true"):
+        reg.create("graph", "gcn", in_dim=3, residual=True, norm="layer_norm")

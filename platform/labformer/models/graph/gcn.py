@@ -1,13 +1,21 @@
-"""GCN (Kipf & Welling, ICLR 2017): H' = act(D^-1/2 (A+I) D^-1/2 H W), PyG's `GCN` stack."""
+"""GCN (Kipf & Welling, ICLR 2017): H' = act(D^-1/2 (A+I) D^-1/2 H W), PyG's `GCN` stack.
+
+`residual=true` is the variant of Platonov et al. (ICLR 2023) for heterophilous graphs: an
+input projection, then per layer  h <- h + Dropout(GELU(GCNConv(LayerNorm(h)))),  then a final
+LayerNorm. The skip keeps each node's own features, which neighbours of other classes would
+otherwise wash out.
+"""
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch_geometric.data import Batch
+from torch_geometric.nn import GCNConv
 from torch_geometric.nn.models import GCN as PyGGCN
 
 from labformer.models.graph.common import NodeEncoder
+from labformer.errors import UserError
 from labformer.registry import register
 
 
@@ -29,9 +37,31 @@ class GCN(nn.Module):
         return self.gnn(F.dropout(h, self.in_dropout, self.training), batch.edge_index)
 
 
+class ResidualGCN(nn.Module):
+    def __init__(self, in_dim: int, hidden: int, num_layers: int, dropout: float, in_dropout: float,
+                 lap_pe_dim: int = 0, rw_se_dim: int = 0):
+        super().__init__()
+        self.num_features, self.dropout, self.in_dropout = hidden, dropout, in_dropout
+        self.encoder = NodeEncoder(in_dim, hidden, lap_pe_dim, rw_se_dim)
+        self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(num_layers))
+        self.convs = nn.ModuleList(GCNConv(hidden, hidden) for _ in range(num_layers))
+        self.out_norm = nn.LayerNorm(hidden)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        h = F.dropout(self.encoder(batch), self.in_dropout, self.training)
+        for norm, conv in zip(self.norms, self.convs):
+            h = h + F.dropout(F.gelu(conv(norm(h), batch.edge_index)), self.dropout, self.training)
+        return self.out_norm(h)
+
+
 @register("gcn", task="graph", paper="Kipf & Welling 2017")
 def gcn(in_dim: int = 1, edge_dim: int = 0, lap_pe_dim: int = 0, rw_se_dim: int = 0, hidden: int = 64,
         num_layers: int = 2, dropout: float = 0.5, in_dropout: float = 0.0, norm: str | None = None,
-        out_dim: int | None = None) -> GCN:
+        out_dim: int | None = None, residual: bool = False) -> nn.Module:
     """edge_dim is accepted and ignored: GCN does not read edge features."""
+    if residual:
+        if out_dim is not None or norm is not None:
+            raise UserError("model.residual=true has its own LayerNorms and a linear head: leave model.norm "
+                            "and model.out_dim at null")
+        return ResidualGCN(in_dim, hidden, num_layers, dropout, in_dropout, lap_pe_dim, rw_se_dim)
     return GCN(in_dim, hidden, num_layers, dropout, in_dropout, norm, lap_pe_dim, rw_se_dim, out_dim)
