@@ -16,9 +16,9 @@ import csv
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,21 +59,24 @@ def run(name: str, extra: list[str], log_dir: Path) -> dict:
                  f"run_id={name}", f"paths.log_dir={log_dir}", "test=false"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     start, load = time.time(), os.getloadavg()[0]
-    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *overrides], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, err = proc.communicate()
+    with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: nothing blocks while we wait
+        proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *overrides], cwd=REPO, env=env,
+                                stdout=subprocess.DEVNULL, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own resource usage (peak RSS)
+        returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        stderr = err.read()
     wall = time.time() - start
-    row = {"run": name, "overrides": RUNS[name] + extra, "wall_s": round(wall, 1), "returncode": proc.returncode,
+    row = {"run": name, "overrides": RUNS[name] + extra, "wall_s": round(wall, 1), "returncode": returncode,
            "load_start": round(load, 2), "load_end": round(os.getloadavg()[0], 2),
-           "date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
-    if proc.returncode != 0:
-        row["error"] = err[-1500:]
+           "date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+           "peak_rss_mb": round(usage.ru_maxrss / 1024)}
+    if returncode != 0:
+        row["error"] = stderr[-1500:]
         return row
     val, speed = read_csv(log_dir / "runs" / name)
     row.update(val_loss=[round(v, 4) for v in val], final_val_loss=round(val[-1], 4),
                tokens_per_sec=round(sum(speed) / len(speed)) if speed else None)
-    # RUSAGE_CHILDREN is the maximum over all children so far: each run gets its own parent (main).
-    row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
     return row
 
 
@@ -112,10 +115,6 @@ def main() -> None:
     args = p.parse_args()
     if not args.report:
         for name in args.runs:
-            if len(args.runs) > 1:  # one parent per run, so RUSAGE_CHILDREN's peak is this run's
-                subprocess.run([sys.executable, __file__, "--runs", name, "--log-dir", args.log_dir,
-                                "--extra", *args.extra], check=False)
-                continue
             row = run(name, args.extra, Path(args.log_dir))
             with open(RESULTS, "a") as f:
                 f.write(json.dumps(row) + "\n")

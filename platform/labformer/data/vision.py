@@ -352,8 +352,10 @@ class CIFAR100DataModule(_CIFARDataModule):
     train_files, test_files = ("train",), ("test",)
 
 
-def _builder(cls: type[VisionDataModule], batch_size: int, img_size: int, downloads: bool = True):
-    """The registered builder of `cls`: its typed signature is the config schema."""
+def _builder(cls: type[VisionDataModule], batch_size: int, downloads: bool = True):
+    """The registered builder of `cls`: its typed signature is the config schema; the image
+    size defaults to the class's own (one place, so builder and class cannot disagree)."""
+    img_size = cls.default_img_size or cls.natural_size
 
     def build(data_dir: str = "data", batch_size: int = batch_size, num_workers: int = 0,
               img_size: int = img_size, augment: bool = True, val_fraction: float = 0.1,
@@ -371,10 +373,10 @@ def _builder(cls: type[VisionDataModule], batch_size: int, img_size: int, downlo
 
 # Registered builders: signatures are the config schema (conf/data/<name>.yaml).
 register("digits", task="vision", kind="dataset", embedded=True)(
-    _builder(DigitsDataModule, batch_size=32, img_size=16, downloads=False))
+    _builder(DigitsDataModule, batch_size=32, downloads=False))
 register("fashion_mnist", task="vision", kind="dataset", embedded=False)(
-    _builder(FashionMNISTDataModule, batch_size=128, img_size=28))
+    _builder(FashionMNISTDataModule, batch_size=128))
 register("cifar10", task="vision", kind="dataset", embedded=False)(
-    _builder(CIFAR10DataModule, batch_size=128, img_size=32))
+    _builder(CIFAR10DataModule, batch_size=128))
 register("cifar100", task="vision", kind="dataset", embedded=False)(
-    _builder(CIFAR100DataModule, batch_size=128, img_size=32))
+    _builder(CIFAR100DataModule, batch_size=128))

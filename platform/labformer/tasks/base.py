@@ -26,6 +26,9 @@ class Task(L.LightningModule):
     from the data, e.g. image size) and `step(batch, stage) -> loss`.
     """
 
+    OPTIMIZERS = ("adamw", "adam")
+    SCHEDULES: tuple[str, ...] = ("cosine", "constant")  # a family may add its own (time series: halving)
+
     def __init__(self, backbone: nn.Module, lr: float = 1e-3, weight_decay: float = 0.05,
                  warmup_epochs: int = 1, run_config: dict[str, Any] | None = None,
                  warmup_steps: int | None = None, min_lr: float = 0.0,
@@ -45,9 +48,6 @@ class Task(L.LightningModule):
         self.min_lr = min_lr  # the cosine ends here instead of at zero
         self.betas = tuple(betas)
         self.run_config = run_config or {}
-
-    OPTIMIZERS = ("adamw", "adam")
-    SCHEDULES: tuple[str, ...] = ("cosine", "constant")  # a family may add its own (time series: halving)
 
     # -- how builders.py assembles a run; a family overrides what differs -------------------
     data_keys: tuple[str, ...] = ()  # task config keys that configure the DataModule, not the module

@@ -14,8 +14,8 @@ from torch_geometric.data import Batch
 from torch_geometric.nn import GCNConv
 from torch_geometric.nn.models import GCN as PyGGCN
 
-from labformer.models.graph.common import NodeEncoder
 from labformer.errors import UserError
+from labformer.models.graph.common import NodeEncoder
 from labformer.registry import register
 
 
