@@ -35,3 +35,21 @@ def test_global_phase_keeps_graphs_apart():
         alone = model(Batch.from_data_list([a]))
         together = model(Batch.from_data_list([a, b]))[:6]
     assert torch.allclose(alone, together, atol=1e-5)
+
+
+def test_global_phase_waits_for_the_local_warm_up():
+    # The paper trains the local phase alone first; the task tells the model each epoch.
+    from labformer.tasks.graph import GraphTask
+
+    batch = Batch.from_data_list([tiny_graph(8, seed=0)])
+    model = build("polynormer", heads=2, hidden=8, local_epochs=2).eval()
+    task = GraphTask(model, num_classes=2)
+    local_only = build("polynormer", heads=2, hidden=8, use_global=False).eval()
+    local_only.load_state_dict(model.state_dict())
+    seen = []
+    for epoch in range(4):
+        task.trainer = type("FakeTrainer", (), {"current_epoch": epoch})()  # what Lightning sets during fit
+        task.on_train_epoch_start()
+        with torch.no_grad():
+            seen.append(torch.allclose(model(batch), local_only(batch)))
+    assert seen == [True, True, False, False]

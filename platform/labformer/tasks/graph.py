@@ -106,6 +106,11 @@ class GraphTask(Task):
         if datamodule is not None and hasattr(datamodule, "set_model_transform"):
             datamodule.set_model_transform(getattr(unwrap(self.backbone), "data_transform", None))
 
+    def on_train_epoch_start(self) -> None:
+        set_epoch = getattr(unwrap(self.backbone), "set_epoch", None)  # e.g. Polynormer's local warm-up
+        if set_epoch is not None:
+            set_epoch(self.current_epoch)
+
     def forward(self, batch: Batch) -> torch.Tensor:
         h = self.backbone(batch)
         if self.level == "graph":

@@ -6,6 +6,8 @@ PyG 2.8.1 builds its `PolynormerAttention` layers for `hidden_channels` inputs a
 they receive `heads * hidden_channels`, so `heads > 1` crashes in the global phase. This
 module rebuilds those layers with the right width (`_fix_global_attention`) and returns
 the node features before PyG's prediction layer and log-softmax (the task owns the head).
+As in the paper's training, the global phase can wait `local_epochs` epochs: the local
+phase learns first, then attention is switched on (the task calls `set_epoch`).
 PyG's attention also masks only the values of padded positions, so padding (i.e. the
 other graphs of a batch) leaks into the keys' normaliser; `MaskedPolynormerAttention`
 masks the keys too:  out_i = q_i (sum_j k_j v_j^T) / (q_i . sum_j k_j), j over real nodes.
@@ -20,6 +22,7 @@ from torch_geometric.nn.attention import PolynormerAttention
 from torch_geometric.nn.models import Polynormer as PyGPolynormer
 from torch_geometric.utils import to_dense_batch
 
+from labformer.errors import UserError
 from labformer.models.graph.common import NodeEncoder
 from labformer.registry import register
 
@@ -45,14 +48,19 @@ class MaskedPolynormerAttention(PolynormerAttention):
 class Polynormer(PyGPolynormer):
     def __init__(self, in_dim: int, hidden: int, heads: int, local_layers: int, global_layers: int,
                  dropout: float, global_dropout: float, beta: float, local_attn: bool, use_global: bool,
-                 lap_pe_dim: int = 0, rw_se_dim: int = 0):
+                 lap_pe_dim: int = 0, rw_se_dim: int = 0, local_epochs: int = 0, in_dropout: float = 0.0):
         super().__init__(hidden, hidden, 1, local_layers=local_layers, global_layers=global_layers, in_dropout=0.0,
                          dropout=dropout, global_dropout=global_dropout, heads=heads, beta=beta, local_attn=local_attn)
         self._fix_global_attention(hidden, heads, beta, global_dropout)
         del self.pred_local, self.pred_global  # the task owns the head
         self.encoder = NodeEncoder(in_dim, hidden, lap_pe_dim, rw_se_dim)
-        self._global = use_global
+        self.use_global, self.local_epochs, self.in_dropout = use_global, local_epochs, in_dropout
+        self._global = use_global and local_epochs == 0
         self.num_features = heads * hidden
+
+    def set_epoch(self, epoch: int) -> None:
+        """Local-only for the first `local_epochs` epochs, then local + global."""
+        self._global = self.use_global and epoch >= self.local_epochs
 
     def _fix_global_attention(self, hidden: int, heads: int, beta: float, dropout: float) -> None:
         # Workaround for PyG 2.8.1: its layers take `hidden` channels, but x_local has heads * hidden.
@@ -63,6 +71,7 @@ class Polynormer(PyGPolynormer):
 
     def forward(self, batch: Batch) -> Tensor:  # type: ignore[override]
         x, edge_index = self.encoder(batch), batch.edge_index
+        x = F.dropout(x, p=self.in_dropout, training=self.training)  # the paper's input dropout, on the encoded features
         x_local = 0
         for i, local_conv in enumerate(self.local_convs):  # PyG's local phase, unchanged
             h = F.relu(self.h_lins[i](x))
@@ -88,7 +97,9 @@ class Polynormer(PyGPolynormer):
 def polynormer(in_dim: int = 1, edge_dim: int = 0, lap_pe_dim: int = 0, rw_se_dim: int = 0, hidden: int = 32,
                heads: int = 2, local_layers: int = 3, global_layers: int = 2, dropout: float = 0.0,
                global_dropout: float = 0.0, beta: float = 0.9, local_attn: bool = False,
-               use_global: bool = True) -> Polynormer:
+               use_global: bool = True, local_epochs: int = 0, in_dropout: float = 0.0) -> Polynormer:
     """edge_dim is accepted and ignored: Polynormer does not read edge features."""
+    if local_epochs < 0:
+        raise UserError(f"model.local_epochs={local_epochs} must be >= 0 (epochs before the global phase starts)")
     return Polynormer(in_dim, hidden, heads, local_layers, global_layers, dropout, global_dropout, beta, local_attn,
-                      use_global, lap_pe_dim, rw_se_dim)
+                      use_global, lap_pe_dim, rw_se_dim, local_epochs, in_dropout)
