@@ -20,6 +20,16 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 if "LABFORMER_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["LABFORMER_DATA_DIR"] = str(SHARED_DATA)
 
+
+
+def require_data(relative: str) -> Path:
+    """The file under the data directory, or skip the test saying which file and how to supply it."""
+    path = Path(os.environ.get("LABFORMER_DATA_DIR", "data")) / relative
+    if not path.exists():
+        pytest.skip(f"{path} is absent (set LABFORMER_DATA_DIR to a folder holding {relative})")
+    return path
+
+
 # Quiet, fast, tracker-free runs unless a test asks otherwise.
 QUIET = ["logger=none", "callbacks.progress_bar=none", "trainer.enable_model_summary=false"]
 

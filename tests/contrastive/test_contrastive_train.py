@@ -11,7 +11,7 @@ from labformer import pipeline, registry
 from labformer.errors import UserError
 from labformer.tasks.contrastive import ContrastiveTask
 
-from conftest import compose_config
+from conftest import compose_config, require_data
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 OBJECTIVES = registry.list_models(kind="objective")
@@ -64,6 +64,7 @@ def test_a_digits_run_reports_knn_probe_and_spread_and_eval_matches(tmp_path):
 
 
 def test_an_omniglot_triplet_run_reports_one_shot_accuracy_on_held_out_characters(tmp_path):
+    require_data("omniglot/images_background_small1.zip")
     cfg = compose_config("task=contrastive", "objective=triplet", "data=omniglot", "task.pk_sampler.classes=8",
                          "task.episodes.episodes=50", *QUICK, log_dir=tmp_path)
     cfg.task.monitor = "val/oneshot_acc"

@@ -15,7 +15,7 @@ from labformer.data.views.series import SeriesViews, crop_resample
 from labformer.data.views.text import TextViews, crop_tokens, mask_tokens
 from labformer.errors import UserError
 
-from conftest import compose_config
+from conftest import compose_config, require_data
 
 DATA_DIR = os.environ.get("LABFORMER_DATA_DIR", "data")
 
@@ -82,6 +82,7 @@ def test_graph_adapter_refuses_node_level_data_and_foreign_keys():
 
 
 def test_graph_items_carry_the_base_encodings(tmp_path):
+    require_data("mutag/MUTAG_A.txt")
     mutag = registry.create("graph", "mutag", kind="dataset", data_dir=DATA_DIR, rw_se_dim=3,
                             cache_dir=str(tmp_path))
     adapter = registry.create("contrastive", "graph", kind="views", base=mutag, edge_drop=0.5)
@@ -163,6 +164,7 @@ def run(tmp_path, *overrides: str) -> dict[str, float]:
 
 
 def test_graph_encoder_trains_on_mutag(tmp_path):
+    require_data("mutag/MUTAG_A.txt")
     m = run(tmp_path, "data=mutag", "model=gine", "model.hidden=16", "model.num_layers=2", "data.batch_size=16",
             "task.views.graph.edge_drop=0.3")
     assert 0.0 <= m["test/knn_acc"] <= 1.0 and 0.0 <= m["test/probe_acc"] <= 1.0

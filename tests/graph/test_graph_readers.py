@@ -11,12 +11,12 @@ import torch
 from labformer import registry
 from labformer.errors import UserError
 
+from conftest import require_data
+
 DATA = Path(os.environ.get("LABFORMER_DATA_DIR", "data"))
 
 
-def need(path: str) -> None:
-    if not (DATA / path).exists():
-        pytest.skip(f"{DATA / path} is absent (set LABFORMER_DATA_DIR to a folder holding it)")
+need = require_data
 
 
 def make(name: str, tmp_path, **kw):
