@@ -53,3 +53,10 @@ def test_global_phase_waits_for_the_local_warm_up():
         with torch.no_grad():
             seen.append(torch.allclose(model(batch), local_only(batch)))
     assert seen == [True, True, False, False]
+    # The phase travels with the weights: a rebuilt model evaluates a checkpoint as it was trained.
+    for epoch, expect_local in ((1, True), (3, False)):
+        model.set_epoch(epoch)
+        rebuilt = build("polynormer", heads=2, hidden=8, local_epochs=2).eval()
+        rebuilt.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            assert torch.allclose(rebuilt(batch), local_only(batch)) == expect_local

@@ -55,12 +55,13 @@ class Polynormer(PyGPolynormer):
         del self.pred_local, self.pred_global  # the task owns the head
         self.encoder = NodeEncoder(in_dim, hidden, lap_pe_dim, rw_se_dim)
         self.use_global, self.local_epochs, self.in_dropout = use_global, local_epochs, in_dropout
-        self._global = use_global and local_epochs == 0
+        # A buffer, so a checkpoint taken in the local-only epochs is evaluated local-only too.
+        self.register_buffer("global_phase", torch.tensor(use_global and local_epochs == 0))
         self.num_features = heads * hidden
 
     def set_epoch(self, epoch: int) -> None:
         """Local-only for the first `local_epochs` epochs, then local + global."""
-        self._global = self.use_global and epoch >= self.local_epochs
+        self.global_phase.fill_(self.use_global and epoch >= self.local_epochs)
 
     def _fix_global_attention(self, hidden: int, heads: int, beta: float, dropout: float) -> None:
         # Workaround for PyG 2.8.1: its layers take `hidden` channels, but x_local has heads * hidden.
@@ -81,7 +82,7 @@ class Polynormer(PyGPolynormer):
             x = F.dropout(F.relu(x), p=self.dropout, training=self.training)
             x = (1 - self.beta) * self.lns[i](h * x) + self.beta * x
             x_local = x_local + x
-        if not self._global:
+        if not self.global_phase:
             return x_local
         graph = batch.batch if batch.batch is not None else edge_index.new_zeros(x_local.shape[0])
         graph, order = graph.sort(stable=True)  # to_dense_batch needs nodes grouped by graph
