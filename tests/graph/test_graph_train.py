@@ -73,3 +73,23 @@ def test_one_graph_full_batch_normalises_with_its_own_statistics_in_eval():
     train_out = task.train()(batch)
     assert torch.allclose(task.eval()(batch), train_out, atol=1e-5)
     assert "running_mean" not in " ".join(task.state_dict())
+
+
+def test_balanced_class_weights_follow_the_sbm_benchmarks_loss():
+    import torch
+
+    from labformer.tasks.graph import balanced_weights
+
+    target = torch.tensor([0, 0, 0, 1, 0, 0, 1, 0, 0, 0])  # 8 of class 0, 2 of class 1, none of class 2
+    assert balanced_weights(target, 3).tolist() == pytest.approx([0.2, 0.8, 0.0])
+    # Weighted this way, predicting the majority everywhere no longer minimises the loss: each
+    # class contributes in proportion to count x weight, equal for the two present classes.
+    w = balanced_weights(target, 3)
+    counts = torch.bincount(target, minlength=3).float()
+    assert (counts * w)[0] == pytest.approx((counts * w)[1])
+
+
+def test_unknown_class_weights_are_refused(tmp_path):
+    cfg = compose_config(*TINY, "task.class_weights=inverse", f"data.cache_dir={tmp_path / 'cache'}", log_dir=tmp_path)
+    with pytest.raises(UserError, match="task.class_weights=inverse is unknown; use none or balanced"):
+        pipeline.train(cfg)
