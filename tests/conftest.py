@@ -21,7 +21,6 @@ if "LABFORMER_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["LABFORMER_DATA_DIR"] = str(SHARED_DATA)
 
 
-
 def require_data(relative: str) -> Path:
     """The file under the data directory, or skip the test saying which file and how to supply it."""
     path = Path(os.environ.get("LABFORMER_DATA_DIR", "data")) / relative

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch_geometric.data import Data
+from torch_geometric.data import Batch, Data
 
 from labformer import registry
 from labformer.errors import UserError
@@ -59,7 +59,6 @@ def test_node_outputs_are_permutation_equivariant(name):
     model = build(name).eval()
     graph = prepare(model, [tiny_graph(10, seed=3)]).to_data_list()[0]
     perm = torch.randperm(10, generator=torch.Generator().manual_seed(1))
-    from torch_geometric.data import Batch
 
     with torch.no_grad():
         out = model(Batch.from_data_list([graph]))
@@ -79,15 +78,12 @@ def test_gcn_without_encodings_convolves_the_raw_features():
 
 def test_residual_gcn_follows_its_update_rule():
     # h <- h + GELU(GCNConv(LayerNorm(h))) per layer, after an input projection; LayerNorm at the end.
-    from labformer import registry as reg
-    from torch_geometric.data import Batch
-
     torch.manual_seed(0)
-    model = reg.create("graph", "gcn", in_dim=3, hidden=8, num_layers=2, dropout=0.0, residual=True).eval()
+    model = registry.create("graph", "gcn", in_dim=3, hidden=8, num_layers=2, dropout=0.0, residual=True).eval()
     batch = Batch.from_data_list([tiny_graph(6, seed=0)])
     h = model.encoder(batch)
     for norm, conv in zip(model.norms, model.convs):
         h = h + torch.nn.functional.gelu(conv(norm(h), batch.edge_index))
     assert torch.allclose(model(batch), model.out_norm(h), atol=1e-6)
     with pytest.raises(UserError, match="model.residual=true"):
-        reg.create("graph", "gcn", in_dim=3, residual=True, norm="layer_norm")
+        registry.create("graph", "gcn", in_dim=3, residual=True, norm="layer_norm")

@@ -16,8 +16,6 @@ from conftest import require_data
 DATA = Path(os.environ.get("LABFORMER_DATA_DIR", "data"))
 
 
-need = require_data
-
 
 def make(name: str, tmp_path, **kw):
     return registry.create("graph", name, kind="dataset", data_dir=str(DATA), cache_dir=str(tmp_path), download=False,
@@ -25,7 +23,7 @@ def make(name: str, tmp_path, **kw):
 
 
 def test_cora_public_split(tmp_path):
-    need("planetoid/ind.cora.graph")
+    require_data("planetoid/ind.cora.graph")
     dm = make("cora", tmp_path)
     dm.setup()
     g = dm.graphs[0]
@@ -42,7 +40,7 @@ def test_cora_public_split(tmp_path):
 
 @pytest.mark.parametrize("split", [0, 7])
 def test_minesweeper_splits_and_symmetric_edges(tmp_path, split):
-    need("heterophilous/minesweeper.npz")
+    require_data("heterophilous/minesweeper.npz")
     dm = make("minesweeper", tmp_path, split=split)
     assert (dm.metric, dm.num_classes, dm.num_node_features) == ("auroc", 2, 7)
     dm.setup()
@@ -56,7 +54,7 @@ def test_minesweeper_splits_and_symmetric_edges(tmp_path, split):
 
 
 def test_mutag_stratified_folds(tmp_path):
-    need("mutag/MUTAG_A.txt")
+    require_data("mutag/MUTAG_A.txt")
     folds = []
     for fold in (0, 1):
         dm = make("mutag", tmp_path, fold=fold)

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
+from torch_geometric.data import Batch, Data
 
-from labformer import pipeline
+from labformer import pipeline, registry
 from labformer.errors import UserError
+from labformer.tasks.graph import GraphTask, balanced_weights
 
 from conftest import compose_config
 
@@ -58,12 +61,6 @@ def test_gcn_as_in_its_paper_scores_classes_without_a_head(tmp_path):
 def test_one_graph_full_batch_normalises_with_its_own_statistics_in_eval():
     # Transductive data: eval sees the training batch itself, so BatchNorm must not switch to
     # (lagging) running averages: without dropout, eval and train outputs are identical.
-    import torch
-    from torch_geometric.data import Batch, Data
-
-    from labformer import registry
-    from labformer.tasks.graph import GraphTask
-
     torch.manual_seed(0)
     graph = Data(x=torch.randn(30, 5), edge_index=torch.randint(0, 30, (2, 90)))
     backbone = registry.create("graph", "polynormer", in_dim=5, hidden=8, heads=2)
@@ -76,10 +73,6 @@ def test_one_graph_full_batch_normalises_with_its_own_statistics_in_eval():
 
 
 def test_balanced_class_weights_follow_the_sbm_benchmarks_loss():
-    import torch
-
-    from labformer.tasks.graph import balanced_weights
-
     target = torch.tensor([0, 0, 0, 1, 0, 0, 1, 0, 0, 0])  # 8 of class 0, 2 of class 1, none of class 2
     assert balanced_weights(target, 3).tolist() == pytest.approx([0.2, 0.8, 0.0])
     # Weighted this way, predicting the majority everywhere no longer minimises the loss: each
