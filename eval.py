@@ -8,9 +8,11 @@ import hydra
 from omegaconf import DictConfig
 
 from labformer.cli import check_overrides, run_guarded
+from labformer.config_store import store_registry_configs
 from labformer.utils.run_identity import register_resolvers
 
 register_resolvers()
+store_registry_configs()  # model=, data=, objective= and the task settings, from the registry
 
 
 @hydra.main(config_path="conf", config_name="eval", version_base="1.3")

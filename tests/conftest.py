@@ -10,12 +10,14 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from labformer import CONF_DIR
+from labformer.config_store import store_registry_configs
 from labformer.utils.run_identity import register_resolvers
 
 REPO = CONF_DIR.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 register_resolvers()
+store_registry_configs()
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 if "LABFORMER_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["LABFORMER_DATA_DIR"] = str(SHARED_DATA)
@@ -43,6 +45,18 @@ def compose_config(*overrides: str, config: str = "train", log_dir: Path | None 
 def make_config(tmp_path):
     """make_config("model=vit_tiny", ...) -> a composed train config logging under tmp_path."""
     return lambda *overrides, config="train": compose_config(*overrides, config=config, log_dir=tmp_path / "logs")
+
+
+@pytest.fixture
+def registry_snapshot():
+    """Entries a test registers (probes, duplicates) are gone after it: the registry is restored."""
+    from labformer import registry
+
+    registry.kinds()  # load every family first, so the snapshot holds them
+    saved = {kind: dict(entries) for kind, entries in registry._REGISTRY.items()}
+    yield registry
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(saved)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ def fixed_choice(spec: dict, group: str) -> str:
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
 def test_spec_is_valid(path):
     spec = load(path)
-    monitor = registry.get(fixed_choice(spec, "task"), kind="task").meta["monitor"]
+    monitor = registry.get(fixed_choice(spec, "task"), kind="task").builder.MONITOR[0]
     assert check_spec(spec, monitor) == []
 
 

@@ -30,7 +30,7 @@ from common import command_line, compose, load_average, machine, machine_lines  
 
 from labformer import pipeline  # noqa: E402
 from labformer.builders import build_datamodule  # noqa: E402
-from labformer.utils.embedding_eval import knn_accuracy  # noqa: E402
+from labformer.evaluation.embedding import knn_accuracy  # noqa: E402
 
 FLOOR_QUOTED = 0.855
 ONESHOT_BASELINE = 0.612  # modified Hausdorff distance, Lake et al.'s official 20-way runs

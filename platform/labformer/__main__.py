@@ -1,27 +1,46 @@
-"""`python -m labformer list [--task T] [--kind K] [--pattern P]`: what the registry holds."""
+"""`python -m labformer list [--task T] [--kind K] [--pattern P]`: what the registry holds.
+`python -m labformer show <name> [--kind K]`: one entry's settings, their defaults and its documentation."""
 from __future__ import annotations
 
 import argparse
+import importlib
+import inspect
 import sys
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from labformer import CONF_DIR, registry
 
 
+def example_inputs(entry: registry.Entry) -> dict:
+    """The sizes a family's backbones are counted at (models/<family>/base.py EXAMPLE_INPUTS)."""
+    return importlib.import_module(f"labformer.models.{entry.tasks[0]}.base").EXAMPLE_INPUTS
+
+
 def parameter_count(entry: registry.Entry) -> str:
-    """Parameters of a vision backbone at its config's defaults (others: not built here)."""
-    path = entry.config_file(CONF_DIR)
-    kwargs = OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else {}
-    kwargs.pop("name", None)
+    """Parameters of a backbone at its defaults and its family's example input sizes."""
+    from labformer.config_store import entry_config
+
+    kwargs = {k: v for k, v in entry_config(entry).items() if k != "name" and v is not None}
     try:
         import torch
 
         with torch.device("meta"):  # no memory, no init time
-            model = entry.builder(**kwargs)
-        return f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M"
-    except Exception as e:  # a backbone that needs inputs we cannot guess says so
+            model = entry.build(**example_inputs(entry), **kwargs)
+        n = sum(p.numel() for p in model.parameters())
+        return f"{n / 1e6:.2f}M" if n >= 100_000 else f"{n / 1e3:.1f}K"
+    except Exception as e:  # a backbone that cannot be built at these sizes says why
         return f"? ({type(e).__name__})"
+
+
+def source(entry: registry.Entry) -> str:
+    """Where the entry is defined: its builder's file (or the class an adapter builds)."""
+    target = entry.signature if entry.signature is not None and entry.kind != registry.BACKBONE else entry.builder
+    try:
+        return str(Path(inspect.getfile(target)).resolve().relative_to(CONF_DIR.parent))
+    except (TypeError, ValueError):
+        return getattr(target, "__module__", "?")
 
 
 def list_registry(task: str | None, kind: str | None, pattern: str | None) -> str:
@@ -31,18 +50,38 @@ def list_registry(task: str | None, kind: str | None, pattern: str | None) -> st
         if not found:
             continue
         lines.append(f"\n{k} ({len(found)})")
-        header = f"  {'name':22s} {'tasks':28s} {'params':>9s}  config" if k == "backbone" else \
-            f"  {'name':22s} {'tasks':28s} config"
+        header = f"  {'name':22s} {'tasks':28s} {'params':>9s}  defined in" if k == "backbone" else \
+            f"  {'name':22s} {'tasks':28s} defined in"
         lines.append(header)
         for e in found:
-            path = e.config_file(CONF_DIR)
-            where = str(path.relative_to(CONF_DIR.parent)) if path.is_file() else "-"
-            tasks = ",".join(e.tasks)
+            where, tasks = source(e), ",".join(e.tasks)
             if k == "backbone":
                 lines.append(f"  {e.name:22s} {tasks:28s} {parameter_count(e):>9s}  {where}")
             else:
                 lines.append(f"  {e.name:22s} {tasks:28s} {where}")
     return "\n".join(lines).lstrip("\n") or "nothing registered matches"
+
+
+def show(name: str, kind: str | None) -> str:
+    """The config node an entry gives (`model=<name>`, `data=<name>`, ...) and its documentation."""
+    from labformer.config_store import GROUPS, entry_config, task_config
+
+    kinds = [kind] if kind else [k for k in registry.kinds() if name in registry.list_models(kind=k)]
+    if not kinds:
+        registry.get(name)  # raises the unknown-name error with close matches
+    out = []
+    for k in kinds:
+        entry = registry.get(name, kind=k)
+        group = next((g for g, kk in GROUPS.items() if kk == k), None)
+        node = task_config(entry) if k == "task" else entry_config(entry)
+        title = f"{group}={name}" if group else f"task={name}" if k == "task" else f"{k} {name}"
+        out.append(f"# {title}   ({k}, {source(entry)})\n" + OmegaConf.to_yaml({group or k: node}).rstrip())
+        target = entry.builder
+        doc = "\n".join(filter(None, (inspect.getdoc(target), inspect.getdoc(getattr(target, "__init__", None))
+                                       if isinstance(target, type) else None)))
+        if doc:
+            out.append("\n".join(f"# {line}" if line else "#" for line in doc.splitlines()))
+    return "\n\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,9 +91,21 @@ def main(argv: list[str] | None = None) -> int:
     ls.add_argument("--task", help="only entries serving this task, e.g. vision")
     ls.add_argument("--kind", help="only this registry, e.g. backbone or dataset")
     ls.add_argument("--pattern", help="shell pattern on names, e.g. 'vit_*'")
+    sh = sub.add_parser("show", help="one entry's settings (what `model=<name>` etc. puts in the config) and docs")
+    sh.add_argument("name", help="e.g. gpt, exphormer, etth1, msn, graph")
+    sh.add_argument("--kind", help="backbone, dataset, objective, task, ... (default: every kind with that name)")
     args = parser.parse_args(argv)
     if args.kind and args.kind not in registry.kinds():
         parser.error(f"unknown --kind {args.kind}; valid: {', '.join(registry.kinds())}")
+    if args.command == "show":
+        from labformer.cli import fail
+        from labformer.errors import UserError
+
+        try:
+            print(show(args.name, args.kind))
+        except UserError as e:
+            fail(e)
+        return 0
     print(list_registry(args.task, args.kind, args.pattern))
     return 0
 

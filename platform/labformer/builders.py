@@ -1,6 +1,7 @@
 """Turn a composed config into the objects of a run: data, task, callbacks, trainer."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,10 @@ from labformer.callbacks.rng_state import RNGStateCallback
 from labformer.callbacks.slurm_requeue import SlurmRequeue
 from labformer.callbacks.throughput import ThroughputMonitor
 from labformer.errors import UserError
-from labformer.utils.arguments import check_arguments, check_class_arguments
+from labformer.utils.arguments import check_arguments
 from labformer.utils.checkpoint_io import AtomicCheckpointIO
+
+log = logging.getLogger("labformer")
 
 
 def config_dict(cfg: DictConfig, run_id: str | None = None) -> dict[str, Any]:
@@ -32,23 +35,31 @@ def _kwargs(group: DictConfig) -> dict[str, Any]:
     return {k: v for k, v in config_dict(group).items() if k != "name"}
 
 
+def task_class(cfg: DictConfig) -> type:
+    return registry.get(cfg.task.name, kind="task").builder
+
+
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
-    task_cls = registry.get(cfg.task.name, kind="task").builder
+    """The run's DataModule; it reads no file until `setup` (the family's DataModule contract)."""
+    task_cls = task_class(cfg)
     datamodule = registry.create(task_cls.data_family(cfg), cfg.data.name, kind="dataset",
                                  data_dir=str(cfg.paths.data_dir), **_kwargs(cfg.data))
     return task_cls.wrap_datamodule(datamodule, cfg)
 
 
 def build_task(cfg: DictConfig, datamodule: L.LightningDataModule, resolved: dict[str, Any]) -> L.LightningModule:
-    task_cls = registry.get(cfg.task.name, kind="task").builder
-    backbone = registry.create(task_cls.backbone_family(cfg), cfg.model.name, **task_cls.backbone_inputs(datamodule),
-                               **_kwargs(cfg.model))
-    task_kwargs = {k: v for k, v in _kwargs(cfg.task).items()
-                   if k not in ("monitor", "mode", *task_cls.data_keys)}
+    """Backbone first (sized by the data), then what it asks of the data, then the task around it."""
+    task_cls = task_class(cfg)
+    family = task_cls.backbone_family(cfg)
+    backbone = registry.create(family, cfg.model.name, **task_cls.backbone_inputs(datamodule), **_kwargs(cfg.model))
+    task_cls.connect(backbone, datamodule)
+    if registry.get(cfg.model.name, task=family).meta.get("wants_sam") and not cfg.task.get("sam_rho"):
+        log.warning("model=%s is meant to be trained with sharpness-aware minimisation: set task.sam_rho > 0 "
+                    "(its paper: 0.5-1.0 on ETT)", cfg.model.name)
+    task_kwargs = {k: v for k, v in _kwargs(cfg.task).items() if k not in ("monitor", "mode", *task_cls.data_keys)}
     task_kwargs.update(task_cls.head_inputs(datamodule))
     task_kwargs.update(task_cls.config_inputs(cfg))
-    check_class_arguments(task_cls, task_kwargs, where="task")
-    return task_cls(backbone=backbone, run_config=resolved, **task_kwargs)
+    return registry.get(cfg.task.name, kind="task").build(backbone=backbone, run_config=resolved, **task_kwargs)
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Callback]:

@@ -6,15 +6,20 @@ import logging
 import sys
 from typing import Callable, TypeVar
 
-from labformer import CONF_DIR
+from labformer import CONF_DIR, registry
 from labformer.errors import UserError, unknown_choice
 
 T = TypeVar("T")
 
 
 def config_choices(group: str) -> list[str]:
+    """Names `group=<name>` accepts: registry entries (model, data, objective) and conf/<group>/*.yaml."""
+    from labformer.config_store import GROUPS
+
     folder = CONF_DIR / group
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    files = {p.stem for p in folder.glob("*.yaml")} if folder.is_dir() else set()
+    entries = set(registry.list_models(kind=GROUPS[group])) if group in GROUPS else set()
+    return sorted(files | entries)
 
 
 def check_overrides(config_name: str, argv: list[str] | None = None) -> None:
@@ -28,7 +33,7 @@ def check_overrides(config_name: str, argv: list[str] | None = None) -> None:
             continue
         key, value = arg.split("=", 1)
         group = key.lstrip("+~").split("@")[0]
-        if "." in group or not (CONF_DIR / group).is_dir() or group in ("hydra",):
+        if "." in group or group == "hydra" or not config_choices(group):
             continue
         choices = config_choices(group)
         for choice in value.split(","):  # multirun: model=a,b

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from labformer import registry
 from labformer.builders import build_callbacks, build_datamodule, build_task, build_trainer, config_dict
@@ -113,17 +112,23 @@ def train(cfg: DictConfig) -> RunResult:
     registry.get(cfg.model.name, task=task_cls.backbone_family(cfg))
     registry.get(cfg.logger.name, kind="logger")
     resume = _resume_path(cfg, run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = config_dict(cfg, run_id)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
+    # Settled before anything is written: config.yaml and every checkpoint record what the run uses.
+    monitor, mode = task_cls.resolve_monitor(cfg, datamodule)
+    with open_dict(cfg.task):
+        cfg.task.monitor, cfg.task.mode = monitor, mode
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = config_dict(cfg, run_id)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
     module = build_task(cfg, datamodule, resolved)
     if cfg.get("init_from") and resume is None:
         _load_init_weights(module, cfg.init_from)
     if cfg.get("compile"):
-        module.backbone = torch.compile(module.backbone)
+        # In place: the state_dict keys stay those of the plain module, so checkpoints load either way,
+        # and every holder of the backbone (the contrastive encoder) runs the compiled forward.
+        module.backbone.compile()
 
     logger = registry.create(None, cfg.logger.name, kind="logger", run_dir=run_dir, run_id=run_id,
                              **{k: v for k, v in config_dict(cfg.logger).items() if k != "name"})

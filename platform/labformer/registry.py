@@ -3,7 +3,15 @@
     @register("vit_tiny", task="vision")
     def vit_tiny(in_chans: int, img_size: int, **kw) -> nn.Module: ...
 
+    register("t2t_vit_14", task="vision", args=dict(embed_dim=384, depth=14))(T2TViT)
+
     create("vision", "vit_tiny", in_chans=1, img_size=28)
+
+A builder is a function or a class. Its signature is the entry's one source of defaults:
+`args` (a variant's own sizes, timm's `model_args`) override the signature's, and the
+config holds only what a run changes (config_store.py turns `defaults()` into Hydra
+choices). `signature` names whose parameters these are when the builder is a generic
+adapter (the timm door).
 
 Entries live in named *kinds* ("backbone", "dataset", "attention", "objective", ...);
 each entry says which tasks it serves and carries free-form metadata (e.g. `causal`,
@@ -18,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from labformer.errors import UserError, unknown_choice
+from labformer.utils.arguments import check_arguments, parameters_of
 
 BACKBONE = "backbone"
 
@@ -29,6 +38,9 @@ class Entry:
     tasks: tuple[str, ...]
     builder: Callable[..., Any]
     meta: dict[str, Any] = field(default_factory=dict)
+    args: dict[str, Any] = field(default_factory=dict)  # this variant's defaults, over the signature's
+    signature: Callable[..., Any] | None = None  # whose parameters are the settings (default: builder)
+    fixed: dict[str, Any] = field(default_factory=dict)  # always passed, never a setting (e.g. which file)
 
     @property
     def config_group(self) -> str:
@@ -38,12 +50,63 @@ class Entry:
     def config_file(self, conf_dir: Path) -> Path:
         return conf_dir / self.config_group / f"{self.name}.yaml"
 
+    def parameters(self) -> dict[str, Any]:
+        """{name: (inspect.Parameter, type hint)} of every setting: the builder's own and, for an
+        adapter, those of the class it builds (`signature`)."""
+        params, _ = parameters_of(self.builder)
+        if self.signature is not None:
+            params = {**parameters_of(self.signature)[0], **params}
+        return {k: v for k, v in params.items() if k not in self.fixed}
+
+    def defaults(self) -> dict[str, Any]:
+        """Every setting with a default a config can hold, as a build without config would use it."""
+        found = {name: p.default for name, (p, _) in self.parameters().items() if p.default is not p.empty}
+        found.update(self.args)
+        return {k: config_value(v) for k, v in found.items() if config_value(v) is not UNREPRESENTABLE}
+
+    def build(self, where: str | None = None, **kwargs: Any) -> Any:
+        """The builder called with `args` under `kwargs`, every value checked against the signature."""
+        where = where or self.config_group
+        for key in kwargs:
+            if key in self.fixed:
+                raise UserError(f"{where}.{key} is fixed by {self.kind} '{self.name}' ({key}={self.fixed[key]!r}); "
+                                f"choose another {self.config_group}= instead of setting it")
+        kwargs = {**self.args, **kwargs}
+        if self.signature is None:
+            check_arguments(self.builder, kwargs, where=where)
+        else:  # the adapter's own arguments, then the class's
+            own = parameters_of(self.builder)[0]
+            check_arguments(self.signature, {k: v for k, v in kwargs.items() if k not in own}, where=where)
+        return self.builder(**kwargs, **self.fixed)
+
+
+UNREPRESENTABLE = object()
+
+
+def config_value(value: Any) -> Any:
+    """`value` as YAML can hold it (tuples become lists), or UNREPRESENTABLE (classes, functions)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        items = [config_value(v) for v in value]
+        return UNREPRESENTABLE if any(v is UNREPRESENTABLE for v in items) else items
+    if isinstance(value, dict):
+        items = {k: config_value(v) for k, v in value.items()}
+        ok = all(isinstance(k, str) for k in items) and UNREPRESENTABLE not in items.values()
+        return items if ok else UNREPRESENTABLE
+    return UNREPRESENTABLE
+
 
 _REGISTRY: dict[str, dict[str, Entry]] = {}
 
 
-def register(name: str, *, task: str | tuple[str, ...], kind: str = BACKBONE, **meta: Any):
-    """Decorator adding `builder` under `name`. A duplicate name in one kind is an error."""
+def register(name: str, *, task: str | tuple[str, ...], kind: str = BACKBONE, args: dict[str, Any] | None = None,
+             signature: Callable[..., Any] | None = None, fixed: dict[str, Any] | None = None, **meta: Any):
+    """Decorator adding `builder` under `name`. A duplicate name in one kind is an error.
+
+    `args`: this entry's own defaults over the builder's (one class, several sized variants);
+    `fixed`: arguments it always passes that are not settings (one reader, several files).
+    """
     tasks = (task,) if isinstance(task, str) else tuple(task)
 
     def add(builder: Callable[..., Any]) -> Callable[..., Any]:
@@ -51,7 +114,8 @@ def register(name: str, *, task: str | tuple[str, ...], kind: str = BACKBONE, **
         if name in entries:
             raise ValueError(f"{kind} '{name}' is registered twice "
                              f"({entries[name].builder.__module__} and {builder.__module__})")
-        entries[name] = Entry(name, kind, tasks, builder, dict(meta))
+        entries[name] = Entry(name, kind, tasks, builder, dict(meta), dict(args or {}), signature,
+                               dict(fixed or {}))
         return builder
 
     return add
@@ -61,6 +125,7 @@ def _load_all() -> None:
     # Importing the packages runs their @register decorators.
     import labformer.data  # noqa: F401
     import labformer.models  # noqa: F401
+    import labformer.objectives  # noqa: F401
     import labformer.tasks  # noqa: F401
     import labformer.utils.loggers  # noqa: F401
 
@@ -105,9 +170,4 @@ def get(name: str, kind: str = BACKBONE, task: str | None = None) -> Entry:
 
 def create(task: str | None, name: str, *, kind: str = BACKBONE, **kwargs: Any) -> Any:
     """Build entry `name` with `kwargs`; None values are dropped so builder defaults apply."""
-    entry = get(name, kind, task)
-    from labformer.utils.arguments import check_arguments
-
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    check_arguments(entry.builder, kwargs, where=entry.config_group)
-    return entry.builder(**kwargs)
+    return get(name, kind, task).build(**{k: v for k, v in kwargs.items() if v is not None})

@@ -10,9 +10,9 @@ import torch
 from torch_geometric.data import Batch, Data
 
 from labformer import pipeline, registry
-from labformer.data.views.graph import GraphViews, drop_edges, mask_columns
-from labformer.data.views.series import SeriesViews, crop_resample
-from labformer.data.views.text import TextViews, crop_tokens, mask_tokens
+from labformer.data.contrastive.views.graph import GraphViews, drop_edges, mask_columns
+from labformer.data.contrastive.views.series import SeriesViews, crop_resample
+from labformer.data.contrastive.views.text import TextViews, crop_tokens, mask_tokens
 from labformer.errors import UserError
 
 from conftest import compose_config, require_data

@@ -10,13 +10,13 @@ import torch.nn.functional as F
 
 from labformer import registry
 from labformer.models.contrastive.encoder import Encoder
-from labformer.models.contrastive.heads import ema_update, frozen_copy
-from labformer.models.contrastive.infonce import nt_xent
+from labformer.objectives.heads import ema_update
+from labformer.objectives.infonce import nt_xent
 from labformer.models.contrastive.masking import drop_vit_tokens, kept_count, mask_pixel_patches
-from labformer.models.contrastive.msn import MSN, sharpen
-from labformer.models.contrastive.pair import balanced_pairs
-from labformer.models.contrastive.simsiam import SimSiam, negative_cosine
-from labformer.models.contrastive.triplet import mine, triplet_loss
+from labformer.objectives.msn import MSN, sharpen
+from labformer.objectives.pair import balanced_pairs
+from labformer.objectives.simsiam import SimSiam, negative_cosine
+from labformer.objectives.triplet import mine, triplet_loss
 
 
 class Linear(nn.Module):

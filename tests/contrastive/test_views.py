@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from labformer.data.contrastive import PKBatchSampler
-from labformer.data.views.image import ImageViewDataset, ImageViews, gaussian_blur
+from labformer.data.contrastive.datamodule import PKBatchSampler
+from labformer.data.contrastive.views.image import ImageViewDataset, ImageViews, gaussian_blur
 from labformer.errors import UserError
-from labformer.utils import embedding_eval
+from labformer.evaluation import embedding as embedding_eval
 
 PLAIN = dict(mean=(0.0,), std=(1.0,), scale=(1.0, 1.0), ratio=(1.0, 1.0), hflip=False, jitter=0.0, blur_p=0.0)
 

@@ -1,7 +1,6 @@
 """Omniglot (real small1 zip, fake full archives) and episodic N-way K-shot evaluation."""
 from __future__ import annotations
 
-import inspect
 import io
 import os
 import zipfile
@@ -11,15 +10,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 from torch.utils.data.distributed import DistributedSampler
 
-from labformer import CONF_DIR
-from labformer.data import omniglot
+from labformer.data.contrastive import omniglot
 from labformer.data.files import MissingDataError, sha256_file
 from labformer.errors import UserError
 from labformer.registry import create, get
-from labformer.utils.episodes import episode_accuracy, sample_episodes
+from labformer.evaluation.episodes import episode_accuracy, sample_episodes
 
 DATA = Path(os.environ.get("LABFORMER_DATA_DIR", Path(__file__).parents[3] / "shared" / "data"))
 SMALL1 = DATA / "omniglot" / omniglot.SMALL1.name
@@ -47,18 +44,6 @@ def test_registry_entry_serves_contrastive_vision():
     assert entry.tasks == ("contrastive",)
     assert entry.meta["modality"] == "vision" and entry.meta["paper"] == "Lake et al. 2015"
     assert entry.meta["embedded"] is False
-
-
-def test_config_file_matches_builder():
-    entry = get("omniglot", kind="dataset")
-    cfg = yaml.safe_load(entry.config_file(CONF_DIR).read_text())
-    assert cfg.pop("name") == "omniglot"
-    params = inspect.signature(entry.builder).parameters
-    assert set(cfg) == set(params) - {"data_dir"}
-    for key, value in cfg.items():
-        assert value == params[key].default, key
-    text = entry.config_file(CONF_DIR).read_text()
-    assert all("#" in line for line in text.splitlines() if line.strip())  # every key explained
 
 
 def test_contract_known_before_any_file_is_read(tmp_path):

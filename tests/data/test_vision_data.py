@@ -12,7 +12,10 @@ import torch
 from torch.utils.data import SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
-from labformer.data import vision
+from labformer.data.vision.augment import RandomCropFlip
+from labformer.data.vision.cifar import CIFAR10DataModule, CIFAR100DataModule, read_cifar_batch
+from labformer.data.vision.digits import DigitsDataModule
+from labformer.data.vision.fashion_mnist import FashionMNISTDataModule, read_idx
 from labformer.data.files import MissingDataError
 from labformer.errors import UserError
 from labformer.registry import create, entries
@@ -45,26 +48,8 @@ def test_registry_metadata_and_typed_builders(tmp_path):
     with pytest.raises(UserError, match="val_fraction"):
         build("digits", tmp_path, val_fraction=1.0)
     assert build("cifar10", tmp_path, img_size=64).img_size == 64
-    assert vision.DigitsDataModule().img_size == 16  # upsampled by default, not only via the builder
-
-
-@pytest.mark.parametrize("name", sorted(NATURAL))
-def test_config_file_matches_builder(name):
-    import inspect
-
-    import yaml
-
-    from labformer import CONF_DIR
-
-    entry = next(e for e in entries("dataset") if e.name == name)
-    text = entry.config_file(CONF_DIR).read_text()
-    cfg = yaml.safe_load(text)
-    assert next(iter(cfg)) == "name" and cfg.pop("name") == name
-    params = inspect.signature(entry.builder).parameters
-    assert "data_dir" not in cfg and "_target_" not in cfg  # the platform passes data_dir
-    assert set(cfg) == set(params) - {"data_dir"}
-    for key, value in cfg.items():
-        assert value == params[key].default, key  # the file shows the builder's defaults
+    assert build("digits", tmp_path).img_size == 16  # the registered default upsamples the 8 px files
+    assert DigitsDataModule().img_size == 8  # the class alone keeps the files' size
 
 
 # -- digits: splits ---------------------------------------------------------------------------
@@ -121,7 +106,7 @@ def test_augmentation_on_train_only(tmp_path, digits_dm):
 def test_random_crop_flip_matches_its_definition():
     torch.manual_seed(0)
     x = torch.randint(0, 256, (64, 2, 6, 7), dtype=torch.uint8)
-    out = vision.RandomCropFlip(pad=2, hflip=True)(x)
+    out = RandomCropFlip(pad=2, hflip=True)(x)
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
     flips = 0
     for i in range(len(x)):
@@ -131,7 +116,7 @@ def test_random_crop_flip_matches_its_definition():
         assert plain or flipped
         flips += flipped and not plain
     assert 10 < flips < 54  # about half are mirrored
-    assert vision.RandomCropFlip(pad=1, hflip=False)(x[0]).shape == x[0].shape
+    assert RandomCropFlip(pad=1, hflip=False)(x[0]).shape == x[0].shape
 
 
 def test_loader_settings(digits_dm):
@@ -157,18 +142,18 @@ def test_fashion_mnist_reads_the_system_copy(tmp_path):
     assert len(dm.val_set) == 6000
     assert dm.train_set.images.shape[1:] == (1, 28, 28) and dm.train_set.images.dtype == torch.uint8
     assert np.array_equal(np.bincount(dm.test_set.labels.numpy()), [1000] * 10)
-    raw = vision.read_idx(FASHION_DIR / "t10k-images-idx3-ubyte.gz")
+    raw = read_idx(FASHION_DIR / "t10k-images-idx3-ubyte.gz")
     assert raw.shape == (10000, 28, 28) and torch.equal(dm.test_set.images[:, 0], torch.from_numpy(raw.copy()))
     x = dm.val_set.__getitems__(range(2000))[0]
     assert abs(x.mean().item()) < 0.1 and abs(x.std().item() - 1) < 0.1
 
 
 def test_fashion_mnist_missing_names_the_four_files(tmp_path, monkeypatch):
-    monkeypatch.setattr(vision.FashionMNISTDataModule, "SYSTEM_DIRS", (tmp_path / "no-system-copy",))
+    monkeypatch.setattr(FashionMNISTDataModule, "SYSTEM_DIRS", (tmp_path / "no-system-copy",))
     dm = build("fashion_mnist", tmp_path / "data", download=False)
     with pytest.raises(MissingDataError) as info:
         dm.prepare_data()
-    for f in vision.FashionMNISTDataModule.FILES:
+    for f in FashionMNISTDataModule.FILES:
         assert f.name in str(info.value) and f.url in str(info.value)
     assert str(tmp_path / "no-system-copy") in str(info.value)
 
@@ -202,7 +187,7 @@ def _write_cifar(folder: Path, cifar100: bool) -> dict[str, dict]:
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 @pytest.mark.parametrize("form", ["folder", "tarball"])
 def test_cifar_reads_folder_and_tarball(name, form, tmp_path):
-    cls = {"cifar10": vision.CIFAR10DataModule, "cifar100": vision.CIFAR100DataModule}[name]
+    cls = {"cifar10": CIFAR10DataModule, "cifar100": CIFAR100DataModule}[name]
     home = tmp_path / "data" / name
     staging = tmp_path / "staging" if form == "tarball" else home
     batches = _write_cifar(staging / cls.folder, cifar100=name == "cifar100")
@@ -230,7 +215,7 @@ def test_cifar_missing_mentions_archive_and_folder(tmp_path):
     with pytest.raises(MissingDataError) as info:
         build("cifar100", tmp_path, download=False).setup()
     msg = str(info.value)
-    for needle in ("cifar-100-python.tar.gz", vision.CIFAR100DataModule.archive.url, "cifar-100-python/",
+    for needle in ("cifar-100-python.tar.gz", CIFAR100DataModule.archive.url, "cifar-100-python/",
                    str(tmp_path / "cifar100"), "paths.data_dir"):
         assert needle in msg, needle
 
@@ -239,4 +224,4 @@ def test_cifar_reader_refuses_foreign_pickles(tmp_path):
     evil = tmp_path / "data_batch_1"
     evil.write_bytes(pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [0], b"x": Path("/")}, protocol=2))
     with pytest.raises(UserError, match="not a CIFAR python batch"):
-        vision.read_cifar_batch(evil, "labels")
+        read_cifar_batch(evil, "labels")

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 import scipy.sparse.csgraph as csgraph
 import torch
 
-from labformer.data.graph_transforms import random_regular_edges
+from labformer.models.graph.exphormer import random_regular_edges
 
 from helpers import build, prepare, tiny_graph
 

@@ -8,7 +8,8 @@ import torch
 from torch_geometric.utils import to_scipy_sparse_matrix
 
 from labformer import registry
-from labformer.data.graph_transforms import LaplacianPE, RandomWalkSE, apply_cached, cache_file
+from labformer.data.graph.cache import apply_cached, cache_file
+from labformer.data.graph.encodings import LaplacianPE, RandomWalkSE
 
 from conftest import compose_config
 from helpers import tiny_graph
@@ -17,7 +18,9 @@ SMALL = dict(train_graphs=6, val_graphs=2, test_graphs=2)
 
 
 def test_pattern_follows_the_sbm_recipe(tmp_path):
-    dm = registry.create("graph", "pattern", kind="dataset", cache_dir=str(tmp_path), **SMALL)
+    # the benchmark's generator settings (the registered default is CPU-sized)
+    dm = registry.create("graph", "pattern", kind="dataset", cache_dir=str(tmp_path), community_size=[5, 35],
+                         pattern_size=20, **SMALL)
     assert (dm.level, dm.num_classes, dm.num_node_features, dm.metric) == ("node", 2, 3, "balanced_accuracy")
     dm.setup()
     g = dm.graphs[0]

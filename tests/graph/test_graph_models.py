@@ -1,5 +1,5 @@
-"""Every registered graph backbone: builds from its config, trains a step at node and graph
-level, and is permutation-equivariant (relabelling the nodes relabels the outputs)."""
+"""Every registered graph backbone is permutation-equivariant (relabelling the nodes relabels
+the outputs); the gradient of every parameter is checked in tests/models/test_backbones.py."""
 from __future__ import annotations
 
 import pytest
@@ -8,7 +8,6 @@ from torch_geometric.data import Batch, Data
 
 from labformer import registry
 from labformer.errors import UserError
-from labformer.tasks.graph import GraphTask
 
 from helpers import build, prepare, tiny_graph
 
@@ -29,28 +28,6 @@ def permute(data: Data, perm: torch.Tensor) -> Data:
         elif key in ("spd", "spd_edges"):
             out[key] = value.view(n, n, -1)[perm][:, perm].reshape(value.shape)
     return out
-
-
-@pytest.mark.parametrize("level", ["node", "graph"])
-@pytest.mark.parametrize("name", MODELS)
-def test_trains_a_step(name, level):
-    torch.manual_seed(0)
-    model = build(name)
-    assert model.num_features > 0
-    task = GraphTask(model, num_classes=2, level=level)
-    graphs = [tiny_graph(n, seed=i, graph_label=level == "graph") for i, n in enumerate((7, 12, 9))]
-    batch = prepare(model, graphs)
-    optimizer = torch.optim.Adam(task.parameters(), lr=1e-2)
-    task.train()
-    logits = task(batch)
-    assert logits.shape == ((batch.num_nodes if level == "node" else 3), 2)
-    loss = torch.nn.functional.cross_entropy(logits, batch.y)
-    loss.backward()
-    grads = [p.grad for p in model.parameters() if p.requires_grad]
-    assert all(g is None or torch.isfinite(g).all() for g in grads)
-    assert sum(g is not None and g.abs().sum() > 0 for g in grads) > len(grads) // 2, "most weights learn"
-    optimizer.step()
-    assert torch.isfinite(task(batch)).all()
 
 
 @pytest.mark.parametrize("name", MODELS)

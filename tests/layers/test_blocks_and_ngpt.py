@@ -59,14 +59,6 @@ def test_every_norm_ffn_and_layout_trains_a_step(norm, ffn, layout):
     trains_a_step(LMTask(GPT(**TINY, norm=norm, ffn=ffn, layout=layout), vocab_size=11))
 
 
-@pytest.mark.parametrize("name", ["gpt", "all_attention", "ngpt"])
-def test_every_lm_backbone_trains_a_step(name):
-    kwargs = {**TINY}
-    if name == "all_attention":
-        kwargs["num_slots"] = 4
-    trains_a_step(LMTask(registry.create("lm", name, **kwargs), vocab_size=11))
-
-
 def test_parallel_block_sums_attention_and_ffn_of_one_norm():
     block = TransformerBlock(16, 2, True, 16, layout="parallel").eval()
     x = torch.randn(2, 5, 16)

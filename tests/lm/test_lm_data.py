@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from labformer import registry
-from labformer.data.lm import IGNORE, RandomWindows, SequentialWindows
-from labformer.data.text_classes import markov_strings
-from labformer.data.tokenizers import ASCII_ALPHABET, CharTokenizer
+from labformer.data.lm.base import IGNORE, RandomWindows, SequentialWindows
+from labformer.data.lm.markov_classes import markov_strings
+from labformer.data.lm.tokenizers import ASCII_ALPHABET, CharTokenizer
 from labformer.errors import UserError
 
 DATA_DIR = Path(os.environ.get("LABFORMER_DATA_DIR", "data"))

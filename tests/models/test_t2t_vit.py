@@ -1,22 +1,18 @@
 """T2T-ViT against the paper's equations on small cases (Yuan et al. 2021)."""
 from __future__ import annotations
 
-import inspect
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 
+from labformer import registry
 from labformer.errors import UserError
-from labformer.utils.arguments import check_arguments
 from labformer.models.vision import t2t_vit as t2t
 from labformer.models.vision.t2t_vit import SoftSplit, T2TViT, TokenTransformer, restructurize
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
-BUILDERS = {"t2t_vit_7": t2t.t2t_vit_7, "t2t_vit_12": t2t.t2t_vit_12, "t2t_vit_14": t2t.t2t_vit_14}
+SIZES = ("t2t_vit_7", "t2t_vit_12", "t2t_vit_14")
 PAPER_SPLITS = dict(split_kernels=t2t.PAPER_KERNELS, split_strides=t2t.PAPER_STRIDES,
                     split_paddings=t2t.PAPER_PADDINGS)
 
@@ -84,7 +80,7 @@ def test_token_counts_per_stage(img_size, kw, grids):
 @pytest.mark.parametrize("name,in_chans,img_size", [
     ("t2t_vit_7", 1, 28), ("t2t_vit_7", 3, 32), ("t2t_vit_12", 1, 28), ("t2t_vit_14", 3, 32)])
 def test_forward_shape(name, in_chans, img_size):
-    model = BUILDERS[name](in_chans=in_chans, img_size=img_size).eval()
+    model = registry.create("vision", name, in_chans=in_chans, img_size=img_size).eval()
     with torch.no_grad():
         features = model(torch.randn(2, in_chans, img_size, img_size))
     assert features.shape == (2, model.num_features)
@@ -134,7 +130,7 @@ def test_one_optimiser_step_reduces_loss_of_linear_head():
 @pytest.mark.parametrize("name,paper_millions", [("t2t_vit_7", 4.3), ("t2t_vit_12", 6.9), ("t2t_vit_14", 21.5)])
 def test_parameter_count_matches_paper_at_224(name, paper_millions):
     with torch.device("meta"):  # shapes only: no memory, no init time
-        model = BUILDERS[name](in_chans=3, img_size=224, **PAPER_SPLITS)
+        model = registry.create("vision", name, in_chans=3, img_size=224, **PAPER_SPLITS)
     assert model.num_tokens == 14 * 14
     # The paper counts a 1000-class ImageNet head; the backbone has none.
     head = model.num_features * 1000 + 1000
@@ -149,18 +145,11 @@ def test_bad_splits_fail_with_a_fix():
         tiny(img_size=4, split_kernels=[7], split_strides=[4], split_paddings=[0])
 
 
-@pytest.mark.parametrize("name", sorted(BUILDERS))
-def test_config_mirrors_builder(name):
-    builder = BUILDERS[name]
-    cfg = yaml.safe_load((CONF / f"{name}.yaml").read_text())
-    assert next(iter(cfg)) == "name" and cfg.pop("name") == name
-    params = inspect.signature(builder).parameters
-    assert set(cfg) == set(params) - {"in_chans", "img_size"}  # those flow from the data
-    for key, value in cfg.items():
-        default = params[key].default
-        assert (list(default) if isinstance(default, tuple) else default) == value, key
-    # What registry.create does with the config (without importing every family).
-    check_arguments(builder, cfg, where="model")
-    with pytest.raises(UserError, match="depth"):
-        check_arguments(builder, {"depth": "7"}, where="model")
-    assert builder.__module__ == t2t.__name__
+@pytest.mark.parametrize("name", SIZES)
+def test_sizes_are_variants_of_one_class_whose_settings_are_checked(name):
+    entry = registry.get(name, task="vision")
+    assert entry.builder is T2TViT and set(entry.args) == {"embed_dim", "depth", "num_heads", "mlp_ratio"}
+    model = entry.build(in_chans=1, img_size=28, depth=1)  # a config value wins over the size's own
+    assert len(model.blocks) == 1 and model.embed_dim == entry.args["embed_dim"]
+    with pytest.raises(UserError, match="model.depth must be an integer"):
+        entry.build(depth="7")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from labformer import pipeline
-from labformer.utils.sam import ascend, restore, sam_step
+from labformer.optim.sam import ascend, restore, sam_step
 
 from conftest import compose_config
 

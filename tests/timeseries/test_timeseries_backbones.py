@@ -1,19 +1,17 @@
-"""Every registered time-series backbone, built from its config file: x[B,L,C] -> forecast[B,H,C]."""
+"""Every registered time-series backbone, built from its config, at two sizes: x[B,L,C] -> forecast[B,H,C]."""
 from __future__ import annotations
 
 import pytest
 import torch
-from omegaconf import OmegaConf
-
-from labformer import CONF_DIR, registry
+from labformer import registry
+from labformer.config_store import entry_config
 from labformer.layers.revin import RevIN
-from labformer.tasks.timeseries import TimeSeriesTask
 
 MODELS = registry.list_models(task="timeseries")
 
 
 def build_from_config(name: str, lookback: int, horizon: int, channels: int):
-    kwargs = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml"))
+    kwargs = entry_config(registry.get(name, task="timeseries"))
     assert kwargs.pop("name") == name
     return registry.create("timeseries", name, lookback=lookback, horizon=horizon, channels=channels, **kwargs)
 
@@ -30,21 +28,6 @@ def test_backbone_maps_lookback_to_horizon(name, lookback, horizon, channels):
     out = model(torch.randn(3, lookback, channels))
     assert out.shape == (3, horizon, channels)
     assert torch.isfinite(out).all()
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_backbone_trains_a_step_in_the_task(name):
-    torch.manual_seed(0)
-    task = TimeSeriesTask(build_from_config(name, 32, 8, 3), horizon=8, channels=3)
-    x, y = torch.randn(4, 32, 3), torch.randn(4, 8, 3)
-    before = [p.detach().clone() for p in task.parameters()]
-    opt = torch.optim.AdamW(task.parameters(), lr=1e-3)
-    loss = task.criterion(task(x), y)
-    loss.backward()
-    opt.step()
-    assert torch.isfinite(loss)
-    changed = sum(not torch.equal(a, b) for a, b in zip(before, task.parameters()))
-    assert changed >= 0.9 * len(before), f"only {changed}/{len(before)} parameter tensors moved"
 
 
 @pytest.mark.parametrize("affine", [True, False])

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from labformer.data.files import MissingDataError
-from labformer.data.timeseries import ETT_COLUMNS, StandardScaler, WindowDataset, split_borders
+from labformer.data.timeseries.base import WindowDataset, split_borders
+from labformer.data.timeseries.ett import ETT_COLUMNS
 from labformer.errors import UserError
 from labformer.registry import create, entries
 

@@ -12,7 +12,7 @@ import logging
 
 import lightning as L
 
-from labformer.utils import embedding_eval
+from labformer.evaluation import embedding as embedding_eval
 
 log = logging.getLogger("labformer")
 

@@ -74,8 +74,6 @@ class UnitNormWeights(L.Callback):
 
 @torch.no_grad()
 def renormalize(pl_module: L.LightningModule) -> None:
-    backbone = getattr(pl_module.backbone, "_orig_mod", pl_module.backbone)  # through torch.compile
-    backbone.normalize_weights()
-    head = getattr(pl_module, "head", None)
-    if getattr(backbone, "normalized_head", False) and head is not None:
-        head.weight.copy_(torch.nn.functional.normalize(head.weight, dim=1))
+    pl_module.backbone.normalize_weights()
+    if pl_module.backbone.normalized_head:
+        pl_module.head.weight.copy_(torch.nn.functional.normalize(pl_module.head.weight, dim=1))

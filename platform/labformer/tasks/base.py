@@ -1,5 +1,6 @@
-"""What every family's LightningModule shares: optimiser and schedule, the non-finite
-loss guard, and the run config stored inside every checkpoint."""
+"""What every family's LightningModule shares: the contract builders.py assembles a run by,
+optimiser and schedule, the non-finite loss guard, and the run config stored inside every
+checkpoint."""
 from __future__ import annotations
 
 import math
@@ -8,6 +9,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn as nn
+from omegaconf import OmegaConf
 
 from labformer.errors import UserError
 from labformer.utils.checkpoint_io import CONFIG_KEY
@@ -22,35 +24,27 @@ class NonFiniteLossError(RuntimeError):
 class Task(L.LightningModule):
     """A backbone from the registry plus the family's head, loss and metrics.
 
-    Subclasses implement `backbone_inputs(datamodule)` (what the backbone builder needs
-    from the data, e.g. image size) and `step(batch, stage) -> loss`.
+    A family states its contract in the class attributes and classmethods below (builders.py
+    reads nothing else) and implements `step(batch, stage) -> loss`.
     """
 
     OPTIMIZERS = ("adamw", "adam")
     SCHEDULES: tuple[str, ...] = ("cosine", "constant")  # a family may add its own (time series: halving)
 
-    def __init__(self, backbone: nn.Module, lr: float = 1e-3, weight_decay: float = 0.05,
-                 warmup_epochs: int = 1, run_config: dict[str, Any] | None = None,
-                 warmup_steps: int | None = None, min_lr: float = 0.0,
-                 betas: tuple[float, float] | list[float] = (0.9, 0.999), optimizer: str = "adamw",
-                 schedule: str = "cosine") -> None:
-        super().__init__()
-        if optimizer not in self.OPTIMIZERS:
-            raise UserError(f"task.optimizer={optimizer} is unknown; use one of {', '.join(self.OPTIMIZERS)}")
-        if schedule not in self.SCHEDULES:
-            raise UserError(f"task.schedule={schedule} is unknown; use one of {', '.join(self.SCHEDULES)}")
-        self.optimizer_name, self.schedule = optimizer, schedule
-        self.backbone = backbone
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.warmup_epochs = warmup_epochs
-        self.warmup_steps = warmup_steps  # when set, replaces warmup_epochs (step-based recipes, e.g. nanoGPT)
-        self.min_lr = min_lr  # the cosine ends here instead of at zero
-        self.betas = tuple(betas)
-        self.run_config = run_config or {}
-
-    # -- how builders.py assembles a run; a family overrides what differs -------------------
+    # -- the family's contract ------------------------------------------------------------------
+    MONITOR: tuple[str, str] = ("val/loss", "min")  # the metric that picks the best checkpoint, and its direction
+    BACKBONE_INPUTS: dict[str, str] = {}  # backbone argument: the DataModule attribute it comes from
+    HEAD_INPUTS: dict[str, str] = {}  # task argument: the DataModule attribute it comes from
+    CONFIG_INPUTS: tuple[str, ...] = ()  # task arguments taken whole from other config groups (e.g. objective)
     data_keys: tuple[str, ...] = ()  # task config keys that configure the DataModule, not the module
+
+    @classmethod
+    def settings(cls, defaults: dict[str, Any]) -> dict[str, Any]:
+        """`task.*` of a run without overrides, from the registered entry's defaults (the constructor's
+        and the family's own `args`): monitor, mode and every setting the config may change."""
+        supplied = {"backbone", "run_config", *cls.HEAD_INPUTS, *cls.CONFIG_INPUTS}
+        return {"monitor": cls.MONITOR[0], "mode": cls.MONITOR[1],
+                **{k: v for k, v in defaults.items() if k not in supplied}}
 
     @classmethod
     def data_family(cls, cfg: Any) -> str:
@@ -67,13 +61,49 @@ class Task(L.LightningModule):
         return datamodule
 
     @classmethod
-    def config_inputs(cls, cfg: Any) -> dict[str, Any]:
-        """Constructor arguments taken from config groups other than `task` (e.g. `objective`)."""
-        return {}
+    def resolve_monitor(cls, cfg: Any, datamodule: L.LightningDataModule) -> tuple[str, str]:
+        """(monitor, mode) of this run, decided before anything is written (the data may rule one out)."""
+        return cfg.task.monitor, cfg.task.mode
 
-    @staticmethod
-    def backbone_inputs(datamodule: L.LightningDataModule) -> dict[str, Any]:
-        return {}
+    @classmethod
+    def backbone_inputs(cls, datamodule: L.LightningDataModule) -> dict[str, Any]:
+        return {arg: getattr(datamodule, attr) for arg, attr in cls.BACKBONE_INPUTS.items()}
+
+    @classmethod
+    def head_inputs(cls, datamodule: L.LightningDataModule) -> dict[str, Any]:
+        return {arg: getattr(datamodule, attr) for arg, attr in cls.HEAD_INPUTS.items()}
+
+    @classmethod
+    def config_inputs(cls, cfg: Any) -> dict[str, Any]:
+        return {key: OmegaConf.to_container(cfg[key], resolve=True) for key in cls.CONFIG_INPUTS}
+
+    @classmethod
+    def connect(cls, backbone: nn.Module, datamodule: L.LightningDataModule) -> None:
+        """Hand the data what the built backbone asks of it (graph: its preprocessing, its size limit)."""
+
+    def __init__(self, backbone: nn.Module, lr: float = 1e-3, weight_decay: float = 0.05,
+                 warmup_epochs: int = 1, run_config: dict[str, Any] | None = None,
+                 warmup_steps: int | None = None, min_lr: float = 0.0,
+                 betas: tuple[float, float] | list[float] = (0.9, 0.999), optimizer: str = "adamw",
+                 schedule: str = "cosine") -> None:
+        """warmup_epochs: linear warm-up, then (schedule=cosine) decay to min_lr over the run;
+        warmup_steps: replaces warmup_epochs (step-based recipes, e.g. nanoGPT); optimizer:
+        adamw (decoupled decay, not on 1-d parameters) | adam (L2 on every parameter, the classic
+        recipes); schedule: cosine (per step) | constant."""
+        super().__init__()
+        if optimizer not in self.OPTIMIZERS:
+            raise UserError(f"task.optimizer={optimizer} is unknown; use one of {', '.join(self.OPTIMIZERS)}")
+        if schedule not in self.SCHEDULES:
+            raise UserError(f"task.schedule={schedule} is unknown; use one of {', '.join(self.SCHEDULES)}")
+        self.optimizer_name, self.schedule = optimizer, schedule
+        self.backbone = backbone
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.warmup_epochs = warmup_epochs
+        self.warmup_steps = warmup_steps
+        self.min_lr = min_lr
+        self.betas = tuple(betas)
+        self.run_config = run_config or {}
 
     def step(self, batch: Any, stage: str) -> torch.Tensor:
         raise NotImplementedError

@@ -17,23 +17,35 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn as nn
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from labformer import registry
+from labformer.data.contrastive.datamodule import ContrastiveDataModule, PKBatchSampler, modality_of
 from labformer.models.contrastive.encoder import Encoder
 from labformer.registry import register
 from labformer.tasks.base import Task
-from labformer.utils import embedding_eval
+from labformer.utils.arguments import parameters_of
+from labformer.evaluation import embedding as embedding_eval
 
 log = logging.getLogger("labformer")
 
 
+# N-way K-shot evaluation on held-out classes (used when the data has them)
+EPISODES = {"n_way": 20, "k_shot": 1, "episodes": 200, "seed": 0}
+
+
+@register("contrastive", task="contrastive", kind="task")
 class ContrastiveTask(Task):
+    MONITOR = ("val/knn_acc", "max")  # kNN top-1 of the frozen embeddings (class-disjoint data: val/oneshot_acc)
+    HEAD_INPUTS = {"modality": "modality", "class_disjoint": "class_disjoint", "num_features": "encoder_features"}
+    CONFIG_INPUTS = ("objective",)
     data_keys = ("views", "pk_sampler")  # task config keys the DataModule consumes
 
     def __init__(self, backbone: nn.Module, objective: dict[str, Any], modality: str,
                  num_features: int | None = None, knn_k: int = 5, probe: bool = True,
                  episodes: dict[str, int] | None = None, class_disjoint: bool = False, **base: Any) -> None:
+        """knn_k: neighbours of the kNN monitor and of test/knn_acc; probe: test/probe_acc, a logistic
+        regression on the frozen training embeddings; episodes: n_way, k_shot, episodes, seed."""
         super().__init__(backbone, **base)
         self.encoder = Encoder(backbone, modality, num_features)
         kwargs = {k: v for k, v in objective.items() if k != "name"}
@@ -41,64 +53,55 @@ class ContrastiveTask(Task):
                                          feature_dim=self.encoder.num_features, **kwargs)
         self.objective.attach(self.encoder)
         self.knn_k, self.probe, self.class_disjoint = knn_k, probe, class_disjoint
-        self.episodes = dict(episodes or {})
+        self.episodes = {**EPISODES, **(episodes or {})}
         self._features: dict[str, list[torch.Tensor]] = {}
 
     # -- how the builders assemble a contrastive run ----------------------------------------
     @classmethod
-    def data_family(cls, cfg: DictConfig) -> str:
-        from labformer.data.contrastive import modality_of
+    def settings(cls, defaults: dict[str, Any]) -> dict[str, Any]:
+        """Besides the constructor's: the episodes, each modality's two-view augmentation (from the
+        views registry, e.g. task.views.graph.edge_drop) and the P x K sampler of triplet / pair."""
+        views = {e.name: {k: v for k, v in e.defaults().items() if k != "base"} for e in registry.entries("views")}
+        sampler = {k: p.default for k, (p, _) in parameters_of(PKBatchSampler)[0].items()
+                   if k in ("classes", "per_class")}
+        return {**super().settings(defaults), "episodes": dict(EPISODES), "views": views, "pk_sampler": sampler}
 
+    @classmethod
+    def data_family(cls, cfg: DictConfig) -> str:
         return modality_of(cfg.data.name)[0]
 
     @classmethod
     def backbone_family(cls, cfg: DictConfig) -> str:
-        from labformer.data.contrastive import modality_of
-
         return modality_of(cfg.data.name)[1]
 
     @classmethod
     def wrap_datamodule(cls, datamodule: L.LightningDataModule, cfg: DictConfig) -> L.LightningDataModule:
-        from labformer.data.contrastive import ContrastiveDataModule, modality_of
-
         objective = registry.get(cfg.objective.name, kind="objective", task="contrastive")
         pk = OmegaConf.to_container(cfg.task.pk_sampler) if objective.meta.get("needs_labels") else None
         modality = modality_of(cfg.data.name)[1]
         views = cfg.task.views.get(modality)
-        wrapped = ContrastiveDataModule(datamodule, modality, pk_sampler=pk, eval_seed=int(cfg.seed),
-                                        views=OmegaConf.to_container(views) if views is not None else None)
-        if not getattr(wrapped.adapter, "labelled", True) and cfg.task.monitor == "val/knn_acc":
-            log.info("%s has no labels: no kNN monitor; val/loss picks the best checkpoint", cfg.data.name)
-            with open_dict(cfg.task):
-                cfg.task.monitor, cfg.task.mode = "val/loss", "min"
-        return wrapped
+        return ContrastiveDataModule(datamodule, modality, pk_sampler=pk, eval_seed=int(cfg.seed),
+                                     views=OmegaConf.to_container(views) if views is not None else None)
 
     @classmethod
-    def config_inputs(cls, cfg: DictConfig) -> dict[str, Any]:
-        return {"objective": OmegaConf.to_container(cfg.objective, resolve=True)}
+    def resolve_monitor(cls, cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[str, str]:
+        if not datamodule.labelled and cfg.task.monitor == "val/knn_acc":
+            log.info("%s has no labels: no kNN monitor; val/loss picks the best checkpoint", cfg.data.name)
+            return "val/loss", "min"
+        return super().resolve_monitor(cfg, datamodule)
+
+    @classmethod
+    def backbone_inputs(cls, datamodule: L.LightningDataModule) -> dict[str, Any]:
+        return cls._family(datamodule).backbone_inputs(datamodule)
+
+    @classmethod
+    def connect(cls, backbone: nn.Module, datamodule: L.LightningDataModule) -> None:
+        # e.g. a graph encoder's expander edges or shortest paths, computed by the wrapped DataModule
+        cls._family(datamodule).connect(backbone, datamodule.base)
 
     @staticmethod
-    def backbone_inputs(datamodule: L.LightningDataModule) -> dict[str, Any]:
-        family = registry.get(datamodule.modality, kind="task").builder
-        return family.backbone_inputs(datamodule)
-
-    @staticmethod
-    def head_inputs(datamodule: L.LightningDataModule) -> dict[str, Any]:
-        inputs: dict[str, Any] = {"modality": datamodule.modality,
-                                  "class_disjoint": bool(getattr(datamodule, "class_disjoint", False))}
-        if datamodule.modality == "timeseries":
-            inputs["num_features"] = datamodule.horizon * datamodule.channels
-        return inputs
-
-    def setup(self, stage: str) -> None:
-        # Graph backbones that precompute per-graph data (expander edges, shortest paths) hand
-        # their transform to the graph DataModule, as the graph task does.
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        transform = getattr(getattr(self.backbone, "_orig_mod", self.backbone), "data_transform", None)
-        base = getattr(datamodule, "base", None)
-        if transform is not None and hasattr(base, "set_model_transform"):
-            base.set_model_transform(transform)
-            base.setup(stage)
+    def _family(datamodule: L.LightningDataModule) -> type[Task]:
+        return registry.get(datamodule.modality, kind="task").builder
 
     def configure_callbacks(self) -> list[L.Callback]:
         from labformer.callbacks.embedding_projection import EmbeddingProjection
@@ -166,21 +169,18 @@ class ContrastiveTask(Task):
             if self.probe:
                 metrics["test/probe_acc"] = embedding_eval.linear_probe(bank, bank_labels, feats, labels)
         if labelled and self.class_disjoint and self.episodes:
-            metrics[f"test/oneshot_{self.episodes.get('n_way', 20)}way_acc"] = self.episode_accuracy("test", feats, labels)
+            metrics[f"test/oneshot_{self.episodes['n_way']}way_acc"] = self.episode_accuracy("test", feats, labels)
         for key, value in metrics.items():
             self.log(key, value, sync_dist=False, rank_zero_only=True)
         self.test_features = (feats, labels)  # for the embedding picture
 
     def episode_accuracy(self, split: str, feats: torch.Tensor, labels: torch.Tensor) -> float:
-        from labformer.utils.episodes import episode_accuracy, sample_episodes
+        from labformer.evaluation.episodes import episode_accuracy, sample_episodes
 
         groups = getattr(self.trainer.datamodule, "groups", lambda s: None)(split)
         if groups is not None:
             groups = groups[:len(labels)]  # the loader is in order; limit_*_batches may stop it early
         settings = dict(self.episodes)
-        settings["n_way"] = min(settings.get("n_way", 20), len(labels.unique()))  # few validation classes
+        settings["n_way"] = min(settings["n_way"], len(labels.unique()))  # few validation classes
         episodes = sample_episodes(labels.numpy(), groups=groups, **settings)
         return episode_accuracy(feats, labels, episodes, score=self.objective.score)
-
-
-register("contrastive", task="contrastive", kind="task", monitor="val/knn_acc")(ContrastiveTask)

@@ -10,7 +10,8 @@ watches, so one task config picks the best checkpoint on every dataset. Transduc
 batches carry a boolean `mask`: only those nodes enter the loss and the metrics.
 
 A backbone that needs preprocessing (e.g. Exphormer's expander edges) exposes it as
-`data_transform`; `setup` hands it to the DataModule, which computes and caches it once.
+`data_transform` (models/graph/base.py); `connect` hands it to the DataModule, which
+computes and caches it once, and refuses graphs above the backbone's `max_nodes`.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAUROC, MulticlassAccuracy
 
 from labformer.errors import UserError
+from labformer.models.graph import base as contract
 from labformer.registry import register
 from labformer.tasks.base import Task
 
@@ -44,10 +46,6 @@ def _metrics(metric: str, num_classes: int) -> dict[str, Any]:
     elif metric != "accuracy":
         raise UserError(f"unknown graph metric '{metric}'; one of {', '.join(METRIC_NAMES)}")
     return out
-
-
-def unwrap(module: nn.Module) -> nn.Module:
-    return getattr(module, "_orig_mod", module)  # torch.compile keeps the original here
 
 
 def batch_statistics_only(module: nn.Module) -> None:
@@ -74,10 +72,20 @@ def balanced_weights(target: torch.Tensor, num_classes: int) -> torch.Tensor:
     return (target.numel() - counts) / target.numel() * (counts > 0)
 
 
+@register("graph", task="graph", kind="task", args=dict(weight_decay=1e-5))
 class GraphTask(Task):
+    MONITOR = ("val/score", "max")
+    BACKBONE_INPUTS = contract.INPUTS
+    HEAD_INPUTS = {"num_classes": "num_classes", "level": "level", "metric": "metric",
+                   "transductive": "transductive"}
+
     def __init__(self, backbone: nn.Module, num_classes: int, level: str = "node", metric: str = "accuracy",
                  pooling: str = "mean", label_smoothing: float = 0.0, head_dropout: float = 0.0,
                  head: str = "linear", transductive: bool = False, class_weights: str = "none", **base: Any) -> None:
+        """pooling: mean | sum | max over each graph's nodes (graph-level data); class_weights: none |
+        balanced (each class weighted by the share of the other classes in the batch, the SBM
+        benchmarks' loss); head: linear (on the pooled or node features) | none (the backbone
+        outputs the class scores, e.g. gcn with model.out_dim)."""
         super().__init__(backbone, **base)
         if transductive:
             batch_statistics_only(backbone)
@@ -89,12 +97,13 @@ class GraphTask(Task):
             raise UserError(f"task.class_weights={class_weights} is unknown; use none or balanced")
         self.level, self.metric, self.pooling, self.class_weights = level, metric, pooling, class_weights
         self.num_classes, self.label_smoothing = num_classes, label_smoothing
-        dim = unwrap(backbone).num_features
+        dim = backbone.num_features
         if head not in ("linear", "none"):
             raise UserError(f"task.head={head} is unknown; use linear or none")
         if head == "none" and dim != num_classes:
             raise UserError(f"task.head=none needs a backbone that outputs the {num_classes} class scores, "
-                            f"but it outputs {dim} features. Fix: model.out_dim={num_classes} (gcn) or task.head=linear")
+                            f"but it outputs {dim} features. "
+                            f"Fix: model.out_dim={num_classes} (gcn) or task.head=linear")
         # none: the backbone's last layer already scores the classes (e.g. the GCN paper's model).
         self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(dim, num_classes)) if head == "linear" \
             else nn.Identity()
@@ -103,25 +112,12 @@ class GraphTask(Task):
         self.metrics = nn.ModuleDict({f"{s}_metrics": MetricCollection(metrics).clone(prefix=f"{s}/")
                                       for s in ("train", "val", "test")})
 
-    @staticmethod
-    def backbone_inputs(datamodule: L.LightningDataModule) -> dict[str, Any]:
-        return {"in_dim": datamodule.num_node_features, "edge_dim": datamodule.num_edge_features,
-                "lap_pe_dim": datamodule.lap_pe_dim, "rw_se_dim": datamodule.rw_se_dim}
-
-    @staticmethod
-    def head_inputs(datamodule: L.LightningDataModule) -> dict[str, Any]:
-        return {"num_classes": datamodule.num_classes, "level": datamodule.level, "metric": datamodule.metric,
-                "transductive": bool(getattr(datamodule, "transductive", False))}
-
-    def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if datamodule is not None and hasattr(datamodule, "set_model_transform"):
-            datamodule.set_model_transform(getattr(unwrap(self.backbone), "data_transform", None))
+    @classmethod
+    def connect(cls, backbone: contract.GraphBackbone, datamodule: L.LightningDataModule) -> None:
+        datamodule.use_backbone(backbone)
 
     def on_train_epoch_start(self) -> None:
-        set_epoch = getattr(unwrap(self.backbone), "set_epoch", None)  # e.g. Polynormer's local warm-up
-        if set_epoch is not None:
-            set_epoch(self.current_epoch)
+        self.backbone.set_epoch(self.current_epoch)  # e.g. Polynormer's local-only warm-up
 
     def forward(self, batch: Batch) -> torch.Tensor:
         h = self.backbone(batch)
@@ -148,6 +144,3 @@ class GraphTask(Task):
         self.log(f"{stage}/score", metrics[f"{stage}/{self.score_name}"], on_step=False, on_epoch=True,
                  batch_size=n)
         return loss
-
-
-register("graph", task="graph", kind="task", monitor="val/score")(GraphTask)

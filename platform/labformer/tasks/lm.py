@@ -25,8 +25,9 @@ from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
 from labformer.callbacks.text_samples import TextSamples, UnitNormWeights
-from labformer.data.lm import IGNORE
+from labformer.data.lm.base import IGNORE
 from labformer.errors import UserError
+from labformer.models.lm import base as contract
 from labformer.registry import register
 from labformer.tasks.base import Task
 
@@ -55,11 +56,22 @@ class TokenLossMetric(Metric):
         return torch.exp(mean) if self.kind == "ppl" else mean / math.log(2) * self.factor
 
 
+# nanoGPT's recipe for small models: AdamW (0.9, 0.99), decay 0.1 on matrices and embeddings,
+# 20 warm-up steps, cosine to lr / 10.
+@register("lm", task="lm", kind="task", args=dict(weight_decay=0.1, betas=[0.9, 0.99], warmup_epochs=0,
+                                                   warmup_steps=20, min_lr=1e-4))
 class LMTask(Task):
-    def __init__(self, backbone: nn.Module, vocab_size: int, objective: str = "causal_lm",
-                 num_classes: int | None = None, tie_weights: bool = True, sample_tokens: int = 200,
+    MONITOR = ("val/loss", "min")  # nats per token, averaged over every validation token
+    BACKBONE_INPUTS = contract.INPUTS
+    HEAD_INPUTS = {"vocab_size": "vocab_size", "objective": "objective", "num_classes": "num_classes"}
+
+    def __init__(self, backbone: contract.LMBackbone, vocab_size: int, objective: str = "causal_lm",
+                 num_classes: int | None = None, tie_weights: bool = True, sample_tokens: int = 100,
                  sample_temperature: float = 0.8, sample_top_k: int | None = 20, sample_every: int = 1,
                  **base: Any) -> None:
+        """tie_weights: the output head is the token embedding (unless the backbone opts out);
+        sample_tokens: text generated after every `sample_every`-th validation (0: none), logged
+        and written to samples.txt."""
         super().__init__(backbone, **base)
         if objective not in OBJECTIVES:
             raise UserError(f"unknown LM objective '{objective}'; the data must declare one of {OBJECTIVES}")
@@ -67,9 +79,9 @@ class LMTask(Task):
         dim = backbone.num_features
         if objective == "causal_lm":
             self.head = nn.Linear(dim, vocab_size, bias=False)
-            if tie_weights and getattr(backbone, "tie_embeddings", True):
+            if tie_weights and backbone.tie_embeddings:
                 self.head.weight = backbone.token_embedding.weight  # one matrix reads and writes tokens
-            elif hasattr(backbone, "normalize_weights"):
+            elif backbone.normalized_head:
                 with torch.no_grad():
                     self.head.weight.copy_(F.normalize(torch.randn_like(self.head.weight), dim=1))
             # Keys get a suffix: "train" is an nn.Module method name.
@@ -85,21 +97,11 @@ class LMTask(Task):
                              every_n_validations=sample_every)
         self._tokens, self._seconds, self._t0 = 0, 0.0, 0.0
 
-    @staticmethod
-    def backbone_inputs(datamodule: L.LightningDataModule) -> dict[str, Any]:
-        return {"vocab_size": datamodule.vocab_size, "max_len": datamodule.context,
-                "causal": datamodule.objective == "causal_lm"}
-
-    @staticmethod
-    def head_inputs(datamodule: L.LightningDataModule) -> dict[str, Any]:
-        return {"vocab_size": datamodule.vocab_size, "objective": datamodule.objective,
-                "num_classes": datamodule.num_classes}
-
     def configure_callbacks(self) -> list[L.Callback]:
         callbacks: list[L.Callback] = []
         if self.objective == "causal_lm" and self.sampling["num_tokens"] > 0:
             callbacks.append(TextSamples(**self.sampling))
-        if hasattr(getattr(self.backbone, "_orig_mod", self.backbone), "normalize_weights"):
+        if self.backbone.normalizes_weights:
             callbacks.append(UnitNormWeights())
         return callbacks
 
@@ -108,9 +110,7 @@ class LMTask(Task):
         hidden = self.backbone(tokens)
         if self.objective == "classification":
             return self.head(hidden.mean(dim=1))
-        logits = self.head(hidden)
-        scale = getattr(getattr(self.backbone, "_orig_mod", self.backbone), "scale_logits", None)
-        return scale(logits) if scale is not None else logits
+        return self.backbone.scale_logits(self.head(hidden))
 
     forward = logits
 
@@ -176,6 +176,3 @@ class LMTask(Task):
     def on_train_epoch_end(self) -> None:
         if self._seconds:
             self.log("perf/train_tokens_per_sec", self._tokens / self._seconds, rank_zero_only=True)
-
-
-register("lm", task="lm", kind="task", monitor="val/loss")(LMTask)

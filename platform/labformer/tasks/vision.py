@@ -3,19 +3,25 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from labformer.models.vision import base as contract
 from labformer.registry import register
 from labformer.tasks.base import Task
 
 
+# lr tuned on digits (0.94 test accuracy in 10 epochs)
+@register("vision", task="vision", kind="task", args=dict(lr=3e-3))
 class VisionTask(Task):
     """`images[B,C,H,W] -> backbone -> features[B,D] -> head -> logits[B,num_classes]`."""
+
+    MONITOR = ("val/acc", "max")
+    BACKBONE_INPUTS = contract.INPUTS
+    HEAD_INPUTS = {"num_classes": "num_classes"}
 
     def __init__(self, backbone: nn.Module, num_classes: int, label_smoothing: float = 0.0,
                  **base: Any) -> None:
@@ -29,14 +35,6 @@ class VisionTask(Task):
         # (Keys get a suffix: "train" is an nn.Module method name.)
         self.metrics = nn.ModuleDict({f"{s}_metrics": MetricCollection(metrics).clone(prefix=f"{s}/")
                                       for s in ("train", "val", "test")})
-
-    @staticmethod
-    def backbone_inputs(datamodule: L.LightningDataModule) -> dict[str, Any]:
-        return {"in_chans": datamodule.in_chans, "img_size": datamodule.img_size}
-
-    @staticmethod
-    def head_inputs(datamodule: L.LightningDataModule) -> dict[str, Any]:
-        return {"num_classes": datamodule.num_classes}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(images))
@@ -53,6 +51,3 @@ class VisionTask(Task):
                  batch_size=labels.shape[0], sync_dist=stage != "train")
         self.log_dict(metrics, prog_bar=True, on_step=False, on_epoch=True, batch_size=labels.shape[0])
         return loss
-
-
-register("vision", task="vision", kind="task", monitor="val/acc")(VisionTask)

@@ -46,41 +46,60 @@ def _describe(annotation: Any) -> str:
     return str(annotation).replace("typing.", "")
 
 
-def check_arguments(fn: Callable[..., Any], kwargs: Mapping[str, Any], where: str) -> None:
-    """Raise UserError for keys `fn` does not take and values of the wrong type."""
-    sig = inspect.signature(fn)
+def _own_parameters(fn: Callable[..., Any]) -> list[tuple[inspect.Parameter, Any]]:
     try:
         hints = typing.get_type_hints(fn)
-    except Exception:  # unresolvable forward references: check names only
+    except Exception:  # unresolvable forward references: names only
         hints = {}
-    params = sig.parameters
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    params = list(inspect.signature(fn).parameters.values())
+    if params and params[0].name == "self":
+        params = params[1:]
+    return [(p, hints.get(p.name, p.annotation)) for p in params]
+
+
+def parameters_of(target: Callable[..., Any]) -> tuple[dict[str, tuple[inspect.Parameter, Any]], bool]:
+    """({name: (parameter, type hint)}, takes_any) of a function or a class.
+
+    For a class, the parameters of its `__init__` and, where that forwards `**kwargs`, of
+    its bases' `__init__` (the way Task and DataModule subclasses pass settings up).
+    `takes_any`: unknown names are accepted (a `**kwargs` that goes nowhere we can see).
+    """
+    if not isinstance(target, type):
+        params = _own_parameters(target)
+        found = {p.name: (p, hint) for p, hint in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        return found, any(p.kind is p.VAR_KEYWORD for p, _ in params)
+    found: dict[str, tuple[inspect.Parameter, Any]] = {}
+    forwards = False  # the last __init__ seen took **kwargs
+    for klass in target.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        if klass.__module__.split(".")[0] in ("torch", "lightning", "builtins"):
+            # nn.Module / LightningModule / object take no settings: a **kwargs that reaches them
+            # is the class's own, which takes any name.
+            return found, forwards
+        params = _own_parameters(init)
+        for p, hint in params:
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                found.setdefault(p.name, (p, hint))
+        forwards = any(p.kind is p.VAR_KEYWORD for p, _ in params)
+        if not forwards:
+            return found, False
+    return found, forwards
+
+
+def check_arguments(target: Callable[..., Any], kwargs: Mapping[str, Any], where: str) -> None:
+    """Raise UserError for keys `target` (a function or class) does not take and values of the wrong type."""
+    params, takes_any = parameters_of(target)
     for key, value in kwargs.items():
         if key not in params:
             if takes_any:
                 continue
-            valid = [n for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-            near = close_matches(key, valid)
+            near = close_matches(key, list(params))
             hint = f" Did you mean {where}.{near[0]}?" if near else ""
             raise UserError(f"{where}.{key} is not a setting of {where}.{hint}\n"
-                            f"Valid settings: {', '.join(valid)}")
-        annotation = hints.get(key, params[key].annotation)
+                            f"Valid settings: {', '.join(params)}")
+        annotation = params[key][1]
         if _accepts(annotation, value) is False:
             raise UserError(f"{where}.{key} must be {_describe(annotation)}, got {value!r} "
                             f"({type(value).__name__}). Fix: {where}.{key}=<{_describe(annotation)}>")
-
-
-def check_class_arguments(cls: type, kwargs: Mapping[str, Any], where: str) -> None:
-    """check_arguments for a class whose __init__ forwards **kwargs to its bases' __init__."""
-    remaining = dict(kwargs)
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        params = inspect.signature(init).parameters
-        own = {k: v for k, v in remaining.items() if k in params}
-        check_arguments(init, own, where)
-        remaining = {k: v for k, v in remaining.items() if k not in params}
-        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            check_arguments(init, remaining, where)  # what is left is unknown: name the close match
-            return

@@ -1,2 +1,4 @@
-"""Siamese objectives (kind "objective", task "contrastive"); the encoder is any family's backbone."""
-from labformer.models.contrastive import infonce, msn, pair, simsiam, triplet  # noqa: F401
+"""The contrastive family's encoder: any family's backbone, pooled to one vector per item.
+
+The objectives (SimSiam, MSN, InfoNCE, triplet, pair) live in `labformer.objectives`.
+"""

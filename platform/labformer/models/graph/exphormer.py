@@ -16,28 +16,78 @@ A layer (Rampasek et al. 2022, GPS) adds a local MPNN (GINE) beside it:
 
     x = BN(x + Local(x)) + BN(x + Attn(x)),   x = BN(x + FFN(x))
 
-The expander is built once per graph by the data side (the task hands `data_transform`
+The expander is built once per graph by the data side (the builders hand `data_transform`
 to the DataModule, which caches it); virtual-node edges depend only on the batch vector
 and are built here.
 """
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from torch_geometric.data import Batch
+from torch_geometric.data import Batch, Data
 from torch_geometric.nn import GINEConv, MessagePassing
 from torch_geometric.utils import softmax
 
-from labformer.data.graph_transforms import ExpanderEdges
+from labformer.data.graph.cache import CachedTransform
 from labformer.errors import UserError
+from labformer.models.graph.base import GraphBackbone
 from labformer.models.graph.common import EdgeEncoder, NodeEncoder
 from labformer.registry import register
 
 GRAPH, EXPANDER, TO_VIRTUAL, FROM_VIRTUAL = range(4)  # edge kinds
+
+
+# -- the expander: built once per graph on the data side (cached with the dataset) -------------
+def random_regular_edges(n: int, degree: int, rng: np.random.RandomState, method: str = "permutation") -> np.ndarray:
+    """[2, n*degree] directed edges of a random `degree`-regular graph on n nodes (both directions).
+
+    permutation: the union of degree/2 random permutations i -> pi(i), each used in both
+      directions (Friedman: such graphs are near-Ramanujan with high probability).
+    hamiltonian: the union of degree/2 random Hamiltonian cycles; connected by construction.
+    Either may hold self-loops or repeated edges, as in the paper's construction.
+    """
+    if degree % 2:
+        raise ValueError(f"expander degree must be even, got {degree}")
+    if n < 2 or degree == 0:
+        return np.zeros((2, 0), dtype=np.int64)
+    src, dst = [], []
+    for _ in range(degree // 2):
+        perm = rng.permutation(n)
+        if method == "permutation":
+            a, b = np.arange(n), perm
+        elif method == "hamiltonian":
+            a, b = perm, np.roll(perm, -1)
+        else:
+            raise ValueError(f"unknown expander method '{method}' (permutation | hamiltonian)")
+        src += [a, b]
+        dst += [b, a]
+    return np.stack([np.concatenate(src), np.concatenate(dst)]).astype(np.int64)
+
+
+class ExpanderEdges(CachedTransform):
+    """`expander_index` [2, N*degree]: a fixed random expander per graph (seeded by its order)."""
+
+    name, adds = "expander", ("expander_index",)
+
+    def __init__(self, degree: int = 4, method: str = "permutation", seed: int = 0):
+        self.degree, self.method, self.seed = degree, method, seed
+        self._rng = np.random.RandomState(seed)
+
+    @property
+    def cache_key(self) -> dict[str, Any]:
+        return {"name": self.name, "degree": self.degree, "method": self.method, "seed": self.seed}
+
+    def forward(self, data: Data) -> Data:
+        data.expander_index = torch.from_numpy(random_regular_edges(data.num_nodes, self.degree, self._rng,
+                                                                    self.method))
+        return data
+
 
 
 class ExphormerAttention(MessagePassing):
@@ -96,7 +146,7 @@ class ExphormerLayer(nn.Module):
         return (h, alpha) if return_attention else h
 
 
-class Exphormer(nn.Module):
+class Exphormer(GraphBackbone):
     def __init__(self, in_dim: int, edge_dim: int, hidden: int, num_layers: int, heads: int, dropout: float,
                  attn_dropout: float, expander_degree: int, expander_method: str, num_virtual: int, local: bool,
                  seed: int, lap_pe_dim: int = 0, rw_se_dim: int = 0):
@@ -150,11 +200,15 @@ class Exphormer(nn.Module):
         return (out, [(index, kind, a) for a in attention]) if return_attention else out
 
 
-@register("exphormer", task="graph", paper="Shirzad et al. 2023", needs_graph=True)
+@register("exphormer", task="graph", paper="Shirzad et al. 2023")
 def exphormer(in_dim: int = 1, edge_dim: int = 0, lap_pe_dim: int = 0, rw_se_dim: int = 0, hidden: int = 64,
               num_layers: int = 4, heads: int = 4, dropout: float = 0.0, attn_dropout: float = 0.0,
               expander_degree: int = 4, expander_method: str = "permutation", num_virtual: int = 1,
               local: bool = True, seed: int = 0) -> Exphormer:
+    """expander_degree: even, 0 for no expander edges; expander_method: permutation (d/2 random
+    permutations) | hamiltonian (d/2 random Hamiltonian cycles); num_virtual: virtual nodes per
+    graph joined to every node (0: none); local: GINE beside the attention (GPS layer), false for
+    attention only; seed: of the expander graphs (part of their cache key)."""
     if expander_method not in ("permutation", "hamiltonian"):
         raise UserError(f"model.expander_method={expander_method} is unknown: use permutation or hamiltonian")
     if hidden % heads or expander_degree % 2 or expander_degree < 0 or num_virtual < 0:

@@ -15,11 +15,12 @@ from torch_geometric.nn import GCNConv
 from torch_geometric.nn.models import GCN as PyGGCN
 
 from labformer.errors import UserError
+from labformer.models.graph.base import GraphBackbone
 from labformer.models.graph.common import NodeEncoder
 from labformer.registry import register
 
 
-class GCN(nn.Module):
+class GCN(GraphBackbone):
     def __init__(self, in_dim: int, hidden: int, num_layers: int, dropout: float, in_dropout: float,
                  norm: str | None, lap_pe_dim: int = 0, rw_se_dim: int = 0, out_dim: int | None = None):
         super().__init__()
@@ -37,7 +38,7 @@ class GCN(nn.Module):
         return self.gnn(F.dropout(h, self.in_dropout, self.training), batch.edge_index)
 
 
-class ResidualGCN(nn.Module):
+class ResidualGCN(GraphBackbone):
     def __init__(self, in_dim: int, hidden: int, num_layers: int, dropout: float, in_dropout: float,
                  lap_pe_dim: int = 0, rw_se_dim: int = 0):
         super().__init__()
@@ -58,7 +59,10 @@ class ResidualGCN(nn.Module):
 def gcn(in_dim: int = 1, edge_dim: int = 0, lap_pe_dim: int = 0, rw_se_dim: int = 0, hidden: int = 64,
         num_layers: int = 2, dropout: float = 0.5, in_dropout: float = 0.0, norm: str | None = None,
         out_dim: int | None = None, residual: bool = False) -> nn.Module:
-    """edge_dim is accepted and ignored: GCN does not read edge features."""
+    """in_dropout: dropout on the encoded input features; norm: null | batch_norm | layer_norm (PyG norm names);
+    out_dim: an int makes the last convolution output that many channels (the class scores, with task.head=none);
+    residual: the pre-LayerNorm residual variant of Platonov et al. 2023 (see the module docstring).
+    edge_dim is accepted and ignored: GCN does not read edge features."""
     if residual:
         if out_dim is not None or norm is not None:
             raise UserError("model.residual=true has its own LayerNorms and a linear head: leave model.norm "

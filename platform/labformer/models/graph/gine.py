@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch_geometric.data import Batch
 from torch_geometric.nn import GINEConv, global_add_pool
 
+from labformer.models.graph.base import GraphBackbone
 from labformer.models.graph.common import EdgeEncoder, NodeEncoder
 from labformer.registry import register
 
@@ -17,7 +18,7 @@ def mlp(dim: int, out: int | None = None) -> nn.Sequential:
     return nn.Sequential(nn.Linear(dim, dim), nn.BatchNorm1d(dim), nn.ReLU(), nn.Linear(dim, out or dim))
 
 
-class GINE(nn.Module):
+class GINE(GraphBackbone):
     def __init__(self, in_dim: int, edge_dim: int, hidden: int, num_layers: int, dropout: float,
                  virtual_node: bool, lap_pe_dim: int = 0, rw_se_dim: int = 0):
         super().__init__()
@@ -53,4 +54,5 @@ class GINE(nn.Module):
 @register("gine", task="graph", paper="Hu et al. 2020")
 def gine(in_dim: int = 1, edge_dim: int = 0, lap_pe_dim: int = 0, rw_se_dim: int = 0, hidden: int = 64,
          num_layers: int = 4, dropout: float = 0.0, virtual_node: bool = False) -> GINE:
+    """Residual GINE layers with BatchNorm; virtual_node: one virtual node per graph, updated after each layer."""
     return GINE(in_dim, edge_dim, hidden, num_layers, dropout, virtual_node, lap_pe_dim, rw_se_dim)

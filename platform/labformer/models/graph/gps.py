@@ -12,11 +12,12 @@ from torch_geometric.data import Batch
 from torch_geometric.nn import GINEConv, GPSConv
 
 from labformer.errors import UserError
+from labformer.models.graph.base import GraphBackbone
 from labformer.models.graph.common import EdgeEncoder, NodeEncoder
 from labformer.registry import register
 
 
-class GPS(nn.Module):
+class GPS(GraphBackbone):
     def __init__(self, in_dim: int, edge_dim: int, hidden: int, num_layers: int, heads: int, dropout: float,
                  attn_dropout: float, attn_type: str, lap_pe_dim: int = 0, rw_se_dim: int = 0):
         super().__init__()
@@ -43,6 +44,7 @@ class GPS(nn.Module):
 def gps(in_dim: int = 1, edge_dim: int = 0, lap_pe_dim: int = 0, rw_se_dim: int = 0, hidden: int = 64,
         num_layers: int = 4, heads: int = 4, dropout: float = 0.0, attn_dropout: float = 0.0,
         attn_type: str = "multihead") -> GPS:
+    """attn_type: multihead (full softmax, O(N^2) per graph) | performer (linear-time kernel attention)."""
     if attn_type not in ("multihead", "performer"):
         raise UserError(f"model.attn_type={attn_type} is unknown: multihead (full softmax) | performer")
     if hidden % heads:

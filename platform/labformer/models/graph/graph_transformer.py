@@ -18,6 +18,7 @@ from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import softmax
 
 from labformer.errors import UserError
+from labformer.models.graph.base import GraphBackbone
 from labformer.models.graph.common import EdgeEncoder, NodeEncoder
 from labformer.registry import register
 
@@ -55,7 +56,7 @@ class GTLayer(MessagePassing):
         return v_j * F.dropout(alpha, self.dropout, self.training).unsqueeze(-1)
 
 
-class GraphTransformer(nn.Module):
+class GraphTransformer(GraphBackbone):
     def __init__(self, in_dim: int, edge_dim: int, hidden: int, num_layers: int, heads: int, dropout: float,
                  lap_pe_dim: int = 0, rw_se_dim: int = 0):
         super().__init__()

@@ -11,17 +11,75 @@ Dense attention costs O(n^2) per graph: for small graphs (molecules, SBM).
 """
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from torch_geometric.data import Batch
+from torch_geometric.data import Batch, Data
 from torch_geometric.utils import degree, to_dense_batch
 
-from labformer.data.graph_transforms import ShortestPaths
+from labformer.data.graph.cache import CachedTransform
 from labformer.errors import UserError
+from labformer.models.graph.base import GraphBackbone
 from labformer.models.graph.common import NodeEncoder
 from labformer.registry import register
+
+
+class ShortestPaths(CachedTransform):
+    """`spd` [N*N] hop distances (row-major, capped at max_dist + 1 for 'farther or unreachable'),
+    and with edge features `spd_edges` [N*N, max_dist * edge_dim]: the features of the edges along
+    one shortest path, step by step (zero-padded). O(N^2) per graph: for small graphs."""
+
+    name, adds = "spd", ("spd",)
+
+    def __init__(self, max_dist: int = 5, edge_features: bool = False):
+        self.max_dist, self.edge_features = max_dist, edge_features
+        if edge_features:
+            self.adds = ("spd", "spd_edges")
+
+    @property
+    def cache_key(self) -> dict[str, Any]:
+        return {"name": self.name, "max_dist": self.max_dist, "edge_features": self.edge_features}
+
+    def forward(self, data: Data) -> Data:
+        n, cap = data.num_nodes, self.max_dist + 1
+        ei = data.edge_index.numpy()
+        nbrs: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+        for e, (u, v) in enumerate(ei.T):
+            nbrs[u].append((v, e))
+        dist = np.full((n, n), cap, dtype=np.int64)
+        via = np.full((n, n), -1, dtype=np.int64)  # the edge entering v on a BFS path from s
+        parent = np.full((n, n), -1, dtype=np.int64)
+        for s in range(n):
+            dist[s, s], frontier, d = 0, [s], 0
+            while frontier and d < self.max_dist:
+                d += 1
+                nxt = []
+                for u in frontier:
+                    for v, e in nbrs[u]:
+                        if dist[s, v] == cap and v != s:
+                            dist[s, v], via[s, v], parent[s, v] = d, e, u
+                            nxt.append(v)
+                frontier = nxt
+        data.spd = torch.from_numpy(dist.reshape(-1))
+        if self.edge_features:
+            attr = data.edge_attr.float().view(data.edge_index.shape[1], -1)
+            f = attr.shape[1]
+            feats = torch.zeros(n, n, self.max_dist, f)
+            for s in range(n):
+                for t in range(n):
+                    k, v = int(dist[s, t]), t
+                    if k >= cap or k == 0:
+                        continue
+                    while v != s:  # walk back from t, filling steps k-1 .. 0
+                        k -= 1
+                        feats[s, t, k] = attr[via[s, v]]
+                        v = int(parent[s, v])
+            data.spd_edges = feats.view(n * n, self.max_dist * f)
+        return data
 
 
 class GraphormerLayer(nn.Module):
@@ -40,7 +98,8 @@ class GraphormerLayer(nn.Module):
         return h + F.dropout(self.ffn(self.norm2(h)), self.dropout, self.training)
 
 
-class Graphormer(nn.Module):
+class Graphormer(GraphBackbone):
+    max_nodes = 256  # dense attention and all-pairs distances per graph: molecules and SBM graphs
     def __init__(self, in_dim: int, edge_dim: int, hidden: int, num_layers: int, heads: int, dropout: float,
                  max_dist: int, max_degree: int, lap_pe_dim: int = 0, rw_se_dim: int = 0):
         super().__init__()
@@ -85,10 +144,12 @@ class Graphormer(nn.Module):
         return self.norm(dense[mask])
 
 
-@register("graphormer", task="graph", paper="Ying et al. 2021", max_nodes=256)
+@register("graphormer", task="graph", paper="Ying et al. 2021")
 def graphormer(in_dim: int = 1, edge_dim: int = 0, lap_pe_dim: int = 0, rw_se_dim: int = 0, hidden: int = 64,
                num_layers: int = 4, heads: int = 4, dropout: float = 0.0, max_dist: int = 5,
                max_degree: int = 64) -> Graphormer:
+    """max_dist: shortest-path buckets 0..max_dist, then one for farther or unreachable; max_degree: higher
+    degrees share one embedding."""
     if hidden % heads:
         raise UserError(f"model.hidden={hidden} must be divisible by model.heads={heads}")
     return Graphormer(in_dim, edge_dim, hidden, num_layers, heads, dropout, max_dist, max_degree, lap_pe_dim, rw_se_dim)

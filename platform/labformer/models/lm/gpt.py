@@ -19,16 +19,26 @@ import torch.nn as nn
 from labformer.errors import UserError
 from labformer.layers.block import TransformerBlock
 from labformer.layers.build import build_layer
+from labformer.models.lm.base import LMBackbone
 from labformer.registry import register
 
 
-class GPT(nn.Module):
+@register("gpt", task="lm", paper="Radford et al. 2019 (GPT-2), nanoGPT layout")
+class GPT(LMBackbone):
     def __init__(self, vocab_size: int, max_len: int, causal: bool = True, depth: int = 4, dim: int = 128,
                  num_heads: int = 4, attention: str = "softmax", attention_kwargs: dict[str, Any] | None = None,
                  norm: str = "layernorm", ffn: str = "mlp", ffn_kwargs: dict[str, Any] | None = None,
                  layout: Literal["sequential", "parallel"] = "sequential", dropout: float = 0.0, bias: bool = True,
                  pos_embedding: Literal["learned", "none"] = "learned",
                  norm_kwargs: dict[str, Any] | None = None) -> None:
+        """Defaults: nanoGPT's CPU configuration (4 layers, 4 heads, width 128: 0.8M parameters).
+        attention: softmax | sparse | performer | linear | persistent_memory | simplicial (causal); fnet |
+        linformer (encoders only); attention_kwargs: the variant's options, e.g.
+        model.attention_kwargs='{num_features: 128}' for performer; norm: layernorm | rmsnorm; norm_kwargs: e.g.
+        {bias: false} for layernorm, {eps: 1e-5}; ffn: mlp (GELU) | swiglu | polynorm | polyrelu | none;
+        ffn_kwargs: e.g. {hidden_ratio: 4.0}, or {order: 3} for polynorm/polyrelu; layout: parallel computes
+        attention and FFN from one norm and sums them; bias: of the linear layers (nanoGPT's recipe: false, with
+        norm_kwargs {bias: false})."""
         super().__init__()
         if min(vocab_size, max_len, depth, dim, num_heads) < 1:
             raise UserError("gpt needs vocab_size, max_len, depth, dim and num_heads >= 1")
@@ -68,20 +78,7 @@ class GPT(nn.Module):
         return self.norm(h)
 
 
-@register("gpt", task="lm", paper="Radford et al. 2019 (GPT-2), nanoGPT layout")
-def gpt(vocab_size: int, max_len: int, causal: bool = True, depth: int = 4, dim: int = 128, num_heads: int = 4,
-        attention: str = "softmax", attention_kwargs: dict[str, Any] | None = None, norm: str = "layernorm",
-        ffn: str = "mlp", ffn_kwargs: dict[str, Any] | None = None,
-        layout: Literal["sequential", "parallel"] = "sequential", dropout: float = 0.0, bias: bool = True,
-        pos_embedding: Literal["learned", "none"] = "learned", norm_kwargs: dict[str, Any] | None = None) -> GPT:
-    return GPT(vocab_size, max_len, causal, depth, dim, num_heads, attention, attention_kwargs, norm, ffn,
-               ffn_kwargs, layout, dropout, bias, pos_embedding, norm_kwargs)
-
-
-@register("all_attention", task="lm", paper="Sukhbaatar et al. 2019, Augmenting Self-attention with Persistent Memory")
-def all_attention(vocab_size: int, max_len: int, causal: bool = True, depth: int = 4, dim: int = 128,
-                  num_heads: int = 4, num_slots: int = 64, norm: str = "layernorm", dropout: float = 0.0,
-                  bias: bool = True) -> GPT:
-    """GPT whose blocks are persistent-memory attention without FFN sub-layers."""
-    return GPT(vocab_size, max_len, causal, depth, dim, num_heads, "persistent_memory", {"num_slots": num_slots},
-               norm, "none", None, "sequential", dropout, bias)
+# GPT whose blocks are persistent-memory attention without FFN sub-layers;
+# model.attention_kwargs.num_slots: learned key/value slots per head.
+register("all_attention", task="lm", paper="Sukhbaatar et al. 2019, Augmenting Self-attention with Persistent Memory",
+         args=dict(attention_kwargs={"num_slots": 64}), fixed=dict(attention="persistent_memory", ffn="none"))(GPT)

@@ -20,7 +20,6 @@ callback); the paper uses no weight decay and no warm-up.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn as nn
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 
 from labformer.errors import UserError
 from labformer.layers.rope import apply_rope, rope_angles
+from labformer.models.lm.base import LMBackbone
 from labformer.registry import register
 
 
@@ -86,13 +86,17 @@ class NGPTBlock(nn.Module):
             w.copy_(unit(w, dim=0))
 
 
-class NGPT(nn.Module):
+@register("ngpt", task="lm", paper="Loshchilov et al. 2024, nGPT: Normalized Transformer")
+class NGPT(LMBackbone):
     normalized_head = True  # the task's output embedding rows live on the sphere too
+    normalizes_weights = True  # every optimiser step ends on the sphere
     tie_embeddings = False  # the paper keeps separate input and output embeddings
 
     def __init__(self, vocab_size: int, max_len: int, causal: bool = True, depth: int = 4, dim: int = 128,
                  num_heads: int = 4, hidden_ratio: float = 4.0, alpha_init: float = 0.05,
                  rope_base: float = 10000.0) -> None:
+        """hidden_ratio: the SwiGLU hidden width is 2/3 of hidden_ratio * dim (the parameters of a 4x MLP);
+        alpha_init: initial eigen learning rates of the attention and MLP updates."""
         super().__init__()
         if dim % num_heads or (dim // num_heads) % 2:
             raise UserError(f"ngpt needs dim divisible by num_heads with an even head size (RoPE); "
@@ -131,9 +135,3 @@ class NGPT(nn.Module):
         for block in self.blocks:
             h = block(h, self.rope_cos, self.rope_sin)
         return h
-
-
-@register("ngpt", task="lm", paper="Loshchilov et al. 2024, nGPT: Normalized Transformer")
-def ngpt(vocab_size: int, max_len: int, causal: bool = True, depth: int = 4, dim: int = 128, num_heads: int = 4,
-         hidden_ratio: float = 4.0, alpha_init: float = 0.05, rope_base: float = 10000.0) -> NGPT:
-    return NGPT(vocab_size, max_len, causal, depth, dim, num_heads, hidden_ratio, alpha_init, rope_base)

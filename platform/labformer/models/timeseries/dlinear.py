@@ -28,8 +28,11 @@ class MovingAverage(nn.Module):
         return F.avg_pool1d(padded.transpose(1, 2), self.kernel, stride=1).transpose(1, 2)
 
 
+@register("dlinear", task="timeseries", paper="Zeng et al. AAAI 2023")
 class DLinear(nn.Module):
     def __init__(self, lookback: int, horizon: int, channels: int, kernel: int = 25, individual: bool = False):
+        """kernel: moving-average window (steps) of the trend/seasonal decomposition; individual: one pair of
+        linear maps per channel instead of shared ones."""
         super().__init__()
         self.decompose = MovingAverage(kernel)
         n = channels if individual else 1
@@ -53,9 +56,3 @@ class DLinear(nn.Module):
         else:
             out = self.seasonal[0](seasonal) + self.trend[0](trend)
         return out.transpose(1, 2)
-
-
-@register("dlinear", task="timeseries", paper="Zeng et al. AAAI 2023")
-def dlinear(lookback: int = 96, horizon: int = 96, channels: int = 7, kernel: int = 25,
-            individual: bool = False) -> DLinear:
-    return DLinear(lookback, horizon, channels, kernel, individual)

@@ -21,9 +21,12 @@ from labformer.models.timeseries.blocks import EncoderLayer
 from labformer.registry import register
 
 
+@register("itransformer", task="timeseries", paper="Liu et al. ICLR 2024")
 class ITransformer(nn.Module):
-    def __init__(self, lookback: int, horizon: int, channels: int, dim: int = 256, depth: int = 2,
-                 num_heads: int = 8, ffn_dim: int = 256, dropout: float = 0.1, use_norm: bool = True) -> None:
+    def __init__(self, lookback: int, horizon: int, channels: int, dim: int = 128, depth: int = 2,
+                 num_heads: int = 8, ffn_dim: int = 128, dropout: float = 0.1, use_norm: bool = True) -> None:
+        """dim: token width (the paper uses 128-512); depth: encoder layers; ffn_dim: MLP hidden width;
+        use_norm: per-window instance normalisation of the input, undone on the forecast."""
         super().__init__()
         self.norm = RevIN(channels, affine=False) if use_norm else None
         self.embed = nn.Sequential(nn.Linear(lookback, dim), nn.Dropout(dropout))
@@ -39,9 +42,3 @@ class ITransformer(nn.Module):
             tokens = layer(tokens)
         y = self.project(self.final_norm(tokens)).transpose(1, 2)
         return self.norm.denormalize(y, stats) if self.norm is not None else y
-
-
-@register("itransformer", task="timeseries", paper="Liu et al. ICLR 2024")
-def itransformer(lookback: int = 96, horizon: int = 96, channels: int = 7, dim: int = 128, depth: int = 2,
-                 num_heads: int = 8, ffn_dim: int = 128, dropout: float = 0.1, use_norm: bool = True) -> ITransformer:
-    return ITransformer(lookback, horizon, channels, dim, depth, num_heads, ffn_dim, dropout, use_norm)

@@ -72,10 +72,13 @@ class LMUBlock(nn.Module):
         return self.norm2(x + self.drop(self.mlp(x)))
 
 
+@register("lmuformer", task="timeseries", paper="Liu et al. ICLR 2024 (LMU: Voelker et al. 2019)")
 class LMUFormer(nn.Module):
     def __init__(self, lookback: int, horizon: int, channels: int, dim: int = 64, depth: int = 2,
                  memory_dim: int = 4, order: int = 32, theta: float | None = None, ffn_dim: int = 128,
                  dropout: float = 0.1, use_revin: bool = True) -> None:
+        """memory_dim: inputs the LMU memorises per block; order: Legendre coefficients kept per input (memory
+        resolution); theta: window the memory covers, in steps (None: the lookback)."""
         super().__init__()
         self.revin = RevIN(channels) if use_revin else None
         self.embed = nn.Linear(channels, dim)
@@ -93,10 +96,3 @@ class LMUFormer(nn.Module):
             z = block(z)
         y = self.out(self.over_time(z.transpose(1, 2)).transpose(1, 2))
         return self.revin.denormalize(y, stats) if self.revin is not None else y
-
-
-@register("lmuformer", task="timeseries", paper="Liu et al. ICLR 2024 (LMU: Voelker et al. 2019)")
-def lmuformer(lookback: int = 96, horizon: int = 96, channels: int = 7, dim: int = 64, depth: int = 2,
-              memory_dim: int = 4, order: int = 32, theta: float | None = None, ffn_dim: int = 128,
-              dropout: float = 0.1, use_revin: bool = True) -> LMUFormer:
-    return LMUFormer(lookback, horizon, channels, dim, depth, memory_dim, order, theta, ffn_dim, dropout, use_revin)

@@ -20,10 +20,12 @@ from labformer.models.timeseries.blocks import EncoderLayer
 from labformer.registry import register
 
 
+@register("patchtst", task="timeseries", paper="Nie et al. ICLR 2023")
 class PatchTST(nn.Module):
     def __init__(self, lookback: int, horizon: int, channels: int, patch_len: int = 16, stride: int = 8,
                  dim: int = 16, depth: int = 3, num_heads: int = 4, ffn_dim: int = 128, dropout: float = 0.3,
                  head_dropout: float = 0.0, use_revin: bool = True) -> None:
+        """Defaults: the paper's ETTh1 (small-data) widths."""
         super().__init__()
         if lookback < patch_len:
             raise ValueError(f"lookback {lookback} is shorter than one patch ({patch_len}); lower model.patch_len")
@@ -52,11 +54,3 @@ class PatchTST(nn.Module):
             tokens = layer(tokens)
         y = self.head(tokens).view(b, c, -1).transpose(1, 2)
         return self.revin.denormalize(y, stats) if self.revin is not None else y
-
-
-@register("patchtst", task="timeseries", paper="Nie et al. ICLR 2023")
-def patchtst(lookback: int = 96, horizon: int = 96, channels: int = 7, patch_len: int = 16, stride: int = 8,
-             dim: int = 16, depth: int = 3, num_heads: int = 4, ffn_dim: int = 128, dropout: float = 0.3,
-             head_dropout: float = 0.0, use_revin: bool = True) -> PatchTST:
-    return PatchTST(lookback, horizon, channels, patch_len, stride, dim, depth, num_heads, ffn_dim, dropout,
-                    head_dropout, use_revin)

@@ -20,8 +20,11 @@ from labformer.layers.revin import RevIN
 from labformer.registry import register
 
 
+@register("samformer", task="timeseries", paper="Ilbert et al. ICML 2024", wants_sam=True)
 class SAMformer(nn.Module):
     def __init__(self, lookback: int, horizon: int, channels: int, hidden_dim: int = 16, use_revin: bool = True):
+        """hidden_dim: query/key width (values keep the lookback length); use_revin: reversible instance
+        normalisation around the model."""
         super().__init__()
         self.revin = RevIN(channels) if use_revin else None
         self.query = nn.Linear(lookback, hidden_dim)
@@ -36,9 +39,3 @@ class SAMformer(nn.Module):
         mixed = F.scaled_dot_product_attention(self.query(tokens), self.key(tokens), self.value(tokens))
         y = self.forecast(tokens + mixed).transpose(1, 2)
         return self.revin.denormalize(y, stats) if self.revin is not None else y
-
-
-@register("samformer", task="timeseries", paper="Ilbert et al. ICML 2024", wants_sam=True)
-def samformer(lookback: int = 512, horizon: int = 96, channels: int = 7, hidden_dim: int = 16,
-              use_revin: bool = True) -> SAMformer:
-    return SAMformer(lookback, horizon, channels, hidden_dim, use_revin)

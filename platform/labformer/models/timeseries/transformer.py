@@ -26,6 +26,7 @@ def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
     return pe
 
 
+@register("transformer", task="timeseries", paper="Vaswani et al. 2017 (encoder only)")
 class TransformerForecaster(nn.Module):
     def __init__(self, lookback: int, horizon: int, channels: int, dim: int = 128, depth: int = 2,
                  num_heads: int = 8, ffn_dim: int = 256, dropout: float = 0.1, use_revin: bool = True) -> None:
@@ -46,10 +47,3 @@ class TransformerForecaster(nn.Module):
             z = layer(z)
         y = self.out(self.over_time(z.transpose(1, 2)).transpose(1, 2))
         return self.revin.denormalize(y, stats) if self.revin is not None else y
-
-
-@register("transformer", task="timeseries", paper="Vaswani et al. 2017 (encoder only)")
-def transformer(lookback: int = 96, horizon: int = 96, channels: int = 7, dim: int = 128, depth: int = 2,
-                num_heads: int = 8, ffn_dim: int = 256, dropout: float = 0.1,
-                use_revin: bool = True) -> TransformerForecaster:
-    return TransformerForecaster(lookback, horizon, channels, dim, depth, num_heads, ffn_dim, dropout, use_revin)

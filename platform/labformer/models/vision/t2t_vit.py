@@ -127,6 +127,12 @@ class T2TViT(nn.Module):
                  split_paddings: tuple[int, ...] | list[int] = SMALL_PADDINGS,
                  qkv_bias: bool = False, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
                  drop_path_rate: float = 0.1, pos_embed: Literal["sincos", "learned"] = "sincos") -> None:
+        """embed_dim: backbone width D (= num_features); depth: backbone blocks; num_heads: per backbone block;
+        mlp_ratio: backbone MLP hidden width / D; token_dim: token width inside the T2T module; split_kernels,
+        split_strides, split_paddings: soft-split kernel, stride and zero padding per stage (one T2T layer
+        between consecutive splits); qkv_bias: on the query/key/value projections; drop_rate: dropout after
+        attention/MLP projections and on embeddings; attn_drop_rate: on attention weights; drop_path_rate:
+        stochastic depth at the last block (linear from 0)."""
         super().__init__()
         splits = [tuple(int(v) for v in vs) for vs in (split_kernels, split_strides, split_paddings)]
         if len({len(vs) for vs in splits}) != 1 or not splits[0]:
@@ -210,40 +216,11 @@ class T2TViT(nn.Module):
         return x[:, 0]
 
 
-# Registered constructors. Each spells out its keyword arguments so the platform can
-# check config values against the type hints; conf/model/<name>.yaml mirrors them.
-
-@register("t2t_vit_7", task="vision", paper="Yuan et al. 2021, Tokens-to-Token ViT")
-def t2t_vit_7(in_chans: int = 3, img_size: int = 32, embed_dim: int = 256, depth: int = 7,
-              num_heads: int = 4, mlp_ratio: float = 2.0, token_dim: int = 64,
-              split_kernels: tuple[int, ...] | list[int] = SMALL_KERNELS,
-              split_strides: tuple[int, ...] | list[int] = SMALL_STRIDES,
-              split_paddings: tuple[int, ...] | list[int] = SMALL_PADDINGS,
-              qkv_bias: bool = False, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
-              drop_path_rate: float = 0.1, pos_embed: Literal["sincos", "learned"] = "sincos") -> T2TViT:
-    """T2T-ViT-7: D=256, 7 blocks, 4 heads, MLP ratio 2 (paper: 4.3M params at 224 px)."""
-    return T2TViT(**locals())
-
-
-@register("t2t_vit_12", task="vision", paper="Yuan et al. 2021, Tokens-to-Token ViT")
-def t2t_vit_12(in_chans: int = 3, img_size: int = 32, embed_dim: int = 256, depth: int = 12,
-               num_heads: int = 4, mlp_ratio: float = 2.0, token_dim: int = 64,
-               split_kernels: tuple[int, ...] | list[int] = SMALL_KERNELS,
-               split_strides: tuple[int, ...] | list[int] = SMALL_STRIDES,
-               split_paddings: tuple[int, ...] | list[int] = SMALL_PADDINGS,
-               qkv_bias: bool = False, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
-               drop_path_rate: float = 0.1, pos_embed: Literal["sincos", "learned"] = "sincos") -> T2TViT:
-    """T2T-ViT-12: D=256, 12 blocks, 4 heads, MLP ratio 2 (paper: 6.9M params at 224 px)."""
-    return T2TViT(**locals())
-
-
-@register("t2t_vit_14", task="vision", paper="Yuan et al. 2021, Tokens-to-Token ViT")
-def t2t_vit_14(in_chans: int = 3, img_size: int = 32, embed_dim: int = 384, depth: int = 14,
-               num_heads: int = 6, mlp_ratio: float = 3.0, token_dim: int = 64,
-               split_kernels: tuple[int, ...] | list[int] = SMALL_KERNELS,
-               split_strides: tuple[int, ...] | list[int] = SMALL_STRIDES,
-               split_paddings: tuple[int, ...] | list[int] = SMALL_PADDINGS,
-               qkv_bias: bool = False, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
-               drop_path_rate: float = 0.1, pos_embed: Literal["sincos", "learned"] = "sincos") -> T2TViT:
-    """T2T-ViT-14: D=384, 14 blocks, 6 heads, MLP ratio 3 (paper: 21.5M params at 224 px)."""
-    return T2TViT(**locals())
+# Registered sizes (the paper's Table 1; its 224 px splits are PAPER_KERNELS/STRIDES/PADDINGS).
+PAPER = "Yuan et al. 2021, Tokens-to-Token ViT"
+register("t2t_vit_7", task="vision", paper=PAPER, args=dict(embed_dim=256, depth=7, num_heads=4, mlp_ratio=2.0))(
+    T2TViT)  # 4.3M parameters at 224 px
+register("t2t_vit_12", task="vision", paper=PAPER, args=dict(embed_dim=256, depth=12, num_heads=4, mlp_ratio=2.0))(
+    T2TViT)  # 6.9M
+register("t2t_vit_14", task="vision", paper=PAPER, args=dict(embed_dim=384, depth=14, num_heads=6, mlp_ratio=3.0))(
+    T2TViT)  # 21.5M

@@ -1,0 +1,63 @@
+"""Registry entries as Hydra config choices, every default read from the code.
+
+`model=<name>`, `data=<name>` and `objective=<name>` select nodes made here from the
+registry: the entry's name and each setting its signature and its variant `args` give a
+default, less what the run supplies itself (a backbone's data sizes, a dataset's data
+directory, an objective's feature width). Every task family's settings are made the same
+way (`task_defaults/<family>`, merged under `task` before `conf/task/<family>.yaml`). So a
+composed config shows every setting a run uses and `model.depth=6` needs no `+`, while no
+YAML file restates a default: `conf/<group>/` holds only what differs (a task's choice of
+model and data, an experiment's recipe, or a named variant that extends an entry with
+`defaults: [vit_tiny, _self_]`).
+"""
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+from labformer import registry
+
+GROUPS = {"model": registry.BACKBONE, "data": "dataset", "objective": "objective"}
+TASK_GROUP = "task_defaults"
+_SUPPLIED = {"dataset": {"data_dir"}, "objective": {"feature_dim"}}  # backbones: their family's BACKBONE_INPUTS
+
+
+def supplied(entry: registry.Entry) -> set[str]:
+    """Arguments the run fills in from elsewhere: never settings of the entry's config group."""
+    if entry.kind == registry.BACKBONE:
+        return {arg for task in entry.tasks for arg in registry.get(task, kind="task").builder.BACKBONE_INPUTS}
+    return _SUPPLIED.get(entry.kind, set())
+
+
+def _is_mapping(annotation: Any) -> bool:
+    options = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, type(int | None)) \
+        else (annotation,)
+    return any(typing.get_origin(a) is dict or a is dict for a in options)
+
+
+def entry_config(entry: registry.Entry) -> dict[str, Any]:
+    """The config node of `entry`: its name and its default settings."""
+    params = entry.parameters()
+    node: dict[str, Any] = {"name": entry.name}
+    for key, value in entry.defaults().items():
+        if key in supplied(entry):
+            continue
+        # An absent option mapping shows as an empty one, so `model.attention_kwargs.<key>=` can fill it.
+        node[key] = {} if value is None and key in params and _is_mapping(params[key][1]) else value
+    return node
+
+
+def task_config(entry: registry.Entry) -> dict[str, Any]:
+    return {"name": entry.name, **entry.builder.settings(entry.defaults())}
+
+
+def store_registry_configs() -> None:
+    """Add every registry entry to Hydra's ConfigStore (idempotent; call before composing)."""
+    store = ConfigStore.instance()
+    for group, kind in GROUPS.items():
+        for entry in registry.entries(kind):
+            store.store(group=group, name=entry.name, node=entry_config(entry), provider="labformer")
+    for entry in registry.entries("task"):
+        store.store(group=TASK_GROUP, name=entry.name, node=task_config(entry), provider="labformer")

@@ -1,0 +1,2 @@
+"""Graph DataModules (contract in base.py); importing this package registers them."""
+from labformer.data.graph import generated, heterophilous, planetoid, tu  # noqa: F401

@@ -1,0 +1,1 @@
+"""Evaluation of learnt embeddings: kNN, linear probe, spread, N-way K-shot episodes."""

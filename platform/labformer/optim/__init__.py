@@ -1,0 +1,1 @@
+"""Optimisation procedures beyond a plain optimiser step (sharpness-aware minimisation)."""
