@@ -97,3 +97,10 @@ def test_no_yaml_restates_a_default(path):
 def test_task_picks_its_default_model_and_data_but_command_line_wins():
     cfg = compose_config("task=vision", "model=vit_tiny")
     assert (cfg.task.name, cfg.model.name, cfg.data.name) == ("vision", "vit_tiny", "digits")
+
+
+def test_a_named_variant_yaml_extends_a_registry_entry(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "vit_deep.yaml").write_text("defaults: [vit_tiny, _self_]\ndepth: 24\n")
+    cfg = compose_config("model=vit_deep", f"hydra.searchpath=[file://{tmp_path}]")
+    assert (cfg.model.name, cfg.model.depth, cfg.model.embed_dim) == ("vit_tiny", 24, 192)
