@@ -6,18 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from labformer import CONF_DIR
-from labformer.config_store import store_registry_configs
-from labformer.utils.run_identity import register_resolvers
+from labformer.config_store import compose_config as compose_conf
 
 REPO = CONF_DIR.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
-register_resolvers()
-store_registry_configs()
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 if "LABFORMER_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["LABFORMER_DATA_DIR"] = str(SHARED_DATA)
@@ -37,8 +33,7 @@ QUIET = ["logger=none", "callbacks.progress_bar=none", "trainer.enable_model_sum
 
 def compose_config(*overrides: str, config: str = "train", log_dir: Path | None = None) -> DictConfig:
     base = [f"paths.log_dir={log_dir}"] if log_dir else []
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose(config, overrides=[*base, *(QUIET if config == "train" else []), *overrides])
+    return compose_conf(*base, *(QUIET if config == "train" else []), *overrides, config=config)
 
 
 @pytest.fixture

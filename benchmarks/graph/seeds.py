@@ -18,10 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
-from labformer import CONF_DIR, pipeline
-from labformer.utils.run_identity import register_resolvers
+from labformer import pipeline
+from labformer.config_store import compose_config
 
 RESULTS = Path(__file__).resolve().parent / "results.jsonl"
 
@@ -34,14 +32,13 @@ def main() -> None:
     p.add_argument("--first", type=int, default=0, help="first value of --over (to split a sweep across processes)")
     p.add_argument("--metric", default="test/score")
     args = p.parse_args()
-    register_resolvers()
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     scores, start = [], time.time()
-    with tempfile.TemporaryDirectory() as tmp, initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+    with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.first, args.first + args.seeds):
-            cfg = compose("train", overrides=["task=graph", *args.overrides, f"{args.over}={i}", "logger=none",
-                                              "callbacks.progress_bar=none", f"paths.log_dir={tmp}",
-                                              f"run_id=run{i}", "trainer.enable_model_summary=false"])
+            cfg = compose_config("task=graph", *args.overrides, f"{args.over}={i}", "logger=none",
+                                 "callbacks.progress_bar=none", f"paths.log_dir={tmp}", f"run_id=run{i}",
+                                 "trainer.enable_model_summary=false")
             result = pipeline.train(cfg)
             scores.append(result.test_metrics[args.metric])
             print(f"{args.over} {i}: {args.metric} {scores[-1]:.4f}", flush=True)

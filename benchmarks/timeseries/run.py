@@ -21,13 +21,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from labformer import CONF_DIR, pipeline
+from labformer import pipeline
 from labformer.builders import build_datamodule, build_task
 from labformer.utils.checkpoint_io import CONFIG_KEY, read_checkpoint
-from labformer.utils.run_identity import register_resolvers
+from labformer.config_store import compose_config
 
 HERE = Path(__file__).resolve().parent
 PAPER = {  # ETTh1, multivariate; (MSE, MAE) published (None: not checked against the paper here)
@@ -60,8 +59,7 @@ def validated_epochs(run_dir: Path) -> int:
 def run_row(experiment: str, horizon: int, extra: list[str]) -> dict:
     overrides = [f"experiment={experiment}", f"data.horizon={horizon}", "logger=csv", "callbacks.progress_bar=none",
                  f"run_id=bench-{experiment}-{horizon}-{time.strftime('%m%d%H%M%S')}", *extra]
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+    cfg = compose_config(*overrides)
     start = time.perf_counter()
     result = pipeline.train(cfg)
     wall = time.perf_counter() - start
@@ -114,7 +112,6 @@ def main() -> None:
     parser.add_argument("--horizons", type=int, nargs="+", default=[96])
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides")
     args = parser.parse_args()
-    register_resolvers()
     for horizon in args.horizons:
         run_row(args.experiment, horizon, args.overrides)
 

@@ -16,16 +16,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def compose(*overrides: str):
-    """The real Hydra config tree (conf/train.yaml) with `overrides`, as tests/conftest.py does."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    """The real Hydra config tree (conf/train.yaml) with `overrides`, as train.py composes it."""
+    from labformer.config_store import compose_config
 
-    from labformer import CONF_DIR
-    from labformer.utils.run_identity import register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return hydra_compose("train", overrides=list(overrides))
+    return compose_config(*overrides)
 
 
 class StepTimer(L.Callback):

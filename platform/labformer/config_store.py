@@ -16,8 +16,9 @@ import typing
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
 
-from labformer import registry
+from labformer import CONF_DIR, registry
 
 GROUPS = {"model": registry.BACKBONE, "data": "dataset", "objective": "objective"}
 TASK_GROUP = "task_defaults"
@@ -53,11 +54,31 @@ def task_config(entry: registry.Entry) -> dict[str, Any]:
     return {"name": entry.name, **entry.builder.settings(entry.defaults())}
 
 
+_stored = False
+
+
 def store_registry_configs() -> None:
-    """Add every registry entry to Hydra's ConfigStore (idempotent; call before composing)."""
+    """Add every registry entry to Hydra's ConfigStore (once per process; call before composing)."""
+    global _stored
+    if _stored:
+        return
+    _stored = True
     store = ConfigStore.instance()
     for group, kind in GROUPS.items():
         for entry in registry.entries(kind):
             store.store(group=group, name=entry.name, node=entry_config(entry), provider="labformer")
     for entry in registry.entries("task"):
         store.store(group=TASK_GROUP, name=entry.name, node=task_config(entry), provider="labformer")
+
+
+def compose_config(*overrides: str, config: str = "train") -> DictConfig:
+    """`conf/<config>.yaml` with `overrides`, composed in-process as train.py / eval.py compose it
+    (for tests, benchmarks and notebooks; no run directory, no Hydra logging)."""
+    from hydra import compose, initialize_config_dir
+
+    from labformer.utils.run_identity import register_resolvers
+
+    register_resolvers()
+    store_registry_configs()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose(config, overrides=list(overrides))
