@@ -7,6 +7,7 @@ import os
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch_geometric.data import Batch, Data
 
 from labformer import pipeline, registry
@@ -14,6 +15,7 @@ from labformer.data.contrastive.views.graph import GraphViews, drop_edges, mask_
 from labformer.data.contrastive.views.series import SeriesViews, crop_resample
 from labformer.data.contrastive.views.text import TextViews, crop_tokens, mask_tokens
 from labformer.errors import UserError
+from labformer.utils.checkpoint_io import CONFIG_KEY
 
 from conftest import compose_config, require_data
 
@@ -171,10 +173,15 @@ def test_graph_encoder_trains_on_mutag(tmp_path):
 
 
 def test_series_encoder_trains_on_the_seasonal_series(tmp_path):
-    # No labels: the run falls back to val/loss as its monitor (val/knn_acc is never logged).
+    # No labels: the run falls back to val/loss as its monitor (val/knn_acc is never logged), and what
+    # it records - config.yaml and the checkpoints' config - says so.
     m = run(tmp_path, "data=synthetic_seasonal", "model=dlinear", "data.length=800", "data.lookback=32",
-            "data.horizon=8", "data.batch_size=32")
+            "data.horizon=8", "data.batch_size=32", "run_id=series")
     assert "test/knn_acc" not in m
+    run_dir = tmp_path / "runs" / "series"
+    recorded = OmegaConf.load(run_dir / "config.yaml").task
+    stored = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)[CONFIG_KEY]["config"]["task"]
+    assert (recorded.monitor, recorded.mode) == (stored["monitor"], stored["mode"]) == ("val/loss", "min")
 
 
 def test_text_encoder_trains_on_labelled_sequences(tmp_path):

@@ -6,6 +6,7 @@ import torch
 from torch_geometric.data import Batch, Data
 
 from labformer import pipeline, registry
+from labformer.builders import build_datamodule, build_task
 from labformer.errors import UserError
 from labformer.tasks.graph import GraphTask, balanced_weights
 
@@ -86,3 +87,16 @@ def test_unknown_class_weights_are_refused(tmp_path):
     cfg = compose_config(*TINY, "task.class_weights=inverse", f"data.cache_dir={tmp_path / 'cache'}", log_dir=tmp_path)
     with pytest.raises(UserError, match="task.class_weights=inverse is unknown; use none or balanced"):
         pipeline.train(cfg)
+
+
+def test_a_dense_model_refuses_a_graph_above_its_size_limit(tmp_path):
+    # Graphormer's dense attention and all-pairs distances: the DataModule refuses what it cannot take.
+    cfg = compose_config("task=graph", "data=pattern", "model=graphormer", "data.train_graphs=4", "data.val_graphs=2",
+                         "data.test_graphs=2", f"data.cache_dir={tmp_path / 'cache'}", log_dir=tmp_path)
+    datamodule = build_datamodule(cfg)
+    backbone = build_task(cfg, datamodule, {}).backbone
+    assert datamodule.backbone_max_nodes == backbone.max_nodes == 256
+    backbone.max_nodes = 20  # PATTERN's CPU-sized graphs have ~50 nodes
+    datamodule.use_backbone(backbone)
+    with pytest.raises(UserError, match=r"graph of \d+ nodes; the model takes at most 20 .*exphormer"):
+        datamodule.setup()

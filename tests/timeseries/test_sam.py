@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from labformer import pipeline
+from labformer.builders import build_datamodule, build_task
 from labformer.optim.sam import ascend, restore, sam_step
 
 from conftest import compose_config
@@ -75,3 +76,15 @@ def test_samformer_with_sam_beats_plain_training_on_the_linear_toy_problem(tmp_p
     sam = pipeline.train(compose_config(*TOY, "task.sam_rho=0.5", "run_id=sam", log_dir=tmp_path)).test_metrics["test/mse"]
     # measured: plain ~0.0085, SAM ~0.0067 (RevIN off: with it both sit on RevIN's own error floor)
     assert sam < 0.95 * plain, (sam, plain)
+
+
+def test_samformer_without_sam_says_so(tmp_path, caplog):
+    cfg = compose_config("task=timeseries", "model=samformer", log_dir=tmp_path)
+    with caplog.at_level("WARNING", logger="labformer"):
+        build_task(cfg, build_datamodule(cfg), {})
+    assert "sharpness-aware minimisation: set task.sam_rho > 0" in caplog.text
+    caplog.clear()
+    cfg = compose_config("task=timeseries", "model=samformer", "task.sam_rho=0.5", log_dir=tmp_path)
+    with caplog.at_level("WARNING", logger="labformer"):
+        build_task(cfg, build_datamodule(cfg), {})
+    assert "sam_rho" not in caplog.text

@@ -19,17 +19,13 @@ from labformer.errors import UserError
 MODALITIES = ("vision", "graph", "lm", "timeseries")
 
 
-def _unwrap(module: nn.Module) -> nn.Module:
-    return getattr(module, "_orig_mod", module)  # torch.compile keeps the original here
-
-
 class Encoder(nn.Module):
     def __init__(self, backbone: nn.Module, modality: str, num_features: int | None = None) -> None:
         super().__init__()
         if modality not in MODALITIES:
             raise UserError(f"no contrastive encoder for modality '{modality}'; one of {', '.join(MODALITIES)}")
         self.backbone, self.modality = backbone, modality
-        self.num_features = num_features or int(_unwrap(backbone).num_features)
+        self.num_features = num_features or int(backbone.num_features)
 
     def forward(self, x: Any) -> torch.Tensor:
         if self.modality == "vision":
@@ -49,7 +45,6 @@ class Encoder(nn.Module):
         if self.modality != "vision":
             raise UserError("patch masking needs a vision encoder (objective=msn); for graph, text and series "
                             "encoders use objective=simsiam or infonce")
-        backbone = _unwrap(self.backbone)
-        if is_vit(backbone):
-            return drop_vit_tokens(backbone, images, ratio)
+        if is_vit(self.backbone):
+            return drop_vit_tokens(self.backbone, images, ratio)
         return self.backbone(mask_pixel_patches(images, ratio, patch_size))
