@@ -35,13 +35,9 @@ def _kwargs(group: DictConfig) -> dict[str, Any]:
     return {k: v for k, v in config_dict(group).items() if k != "name"}
 
 
-def task_class(cfg: DictConfig) -> type:
-    return registry.get(cfg.task.name, kind="task").builder
-
-
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
     """The run's DataModule; it reads no file until `setup` (the family's DataModule contract)."""
-    task_cls = task_class(cfg)
+    task_cls = registry.get(cfg.task.name, kind="task").builder
     datamodule = registry.create(task_cls.data_family(cfg), cfg.data.name, kind="dataset",
                                  data_dir=str(cfg.paths.data_dir), **_kwargs(cfg.data))
     return task_cls.wrap_datamodule(datamodule, cfg)
@@ -49,7 +45,8 @@ def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
 
 def build_task(cfg: DictConfig, datamodule: L.LightningDataModule, resolved: dict[str, Any]) -> L.LightningModule:
     """Backbone first (sized by the data), then what it asks of the data, then the task around it."""
-    task_cls = task_class(cfg)
+    task = registry.get(cfg.task.name, kind="task")
+    task_cls = task.builder
     family = task_cls.backbone_family(cfg)
     backbone = registry.create(family, cfg.model.name, **task_cls.backbone_inputs(datamodule), **_kwargs(cfg.model))
     task_cls.connect(backbone, datamodule)
@@ -59,7 +56,7 @@ def build_task(cfg: DictConfig, datamodule: L.LightningDataModule, resolved: dic
     task_kwargs = {k: v for k, v in _kwargs(cfg.task).items() if k not in ("monitor", "mode", *task_cls.data_keys)}
     task_kwargs.update(task_cls.head_inputs(datamodule))
     task_kwargs.update(task_cls.config_inputs(cfg))
-    return registry.get(cfg.task.name, kind="task").build(backbone=backbone, run_config=resolved, **task_kwargs)
+    return task.build(backbone=backbone, run_config=resolved, **task_kwargs)
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Callback]:

@@ -12,6 +12,7 @@ model and data, an experiment's recipe, or a named variant that extends an entry
 """
 from __future__ import annotations
 
+import types
 import typing
 from typing import Any
 
@@ -33,9 +34,8 @@ def supplied(entry: registry.Entry) -> set[str]:
 
 
 def _is_mapping(annotation: Any) -> bool:
-    options = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, type(int | None)) \
-        else (annotation,)
-    return any(typing.get_origin(a) is dict or a is dict for a in options)
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    return any(typing.get_origin(a) is dict or a is dict for a in (typing.get_args(annotation) if union else (annotation,)))
 
 
 def entry_config(entry: registry.Entry) -> dict[str, Any]:
