@@ -1,5 +1,6 @@
 """`python -m labformer list [--task T] [--kind K] [--pattern P]`: what the registry holds.
-`python -m labformer show <name> [--kind K]`: one entry's settings, their defaults and its documentation."""
+`python -m labformer show <name> [--kind K]`: one entry's settings, their defaults and its documentation.
+`python -m labformer results <runs> [--by KEYS]`: a mean +- std table of finished runs' records."""
 from __future__ import annotations
 
 import argparse
@@ -94,8 +95,27 @@ def main(argv: list[str] | None = None) -> int:
     sh = sub.add_parser("show", help="one entry's settings (what `model=<name>` etc. puts in the config) and docs")
     sh.add_argument("name", help="e.g. gpt, exphormer, etth1, msn, graph")
     sh.add_argument("--kind", help="backbone, dataset, objective, task, ... (default: every kind with that name)")
+    res = sub.add_parser("results", help="aggregate finished runs (their result.json) into a mean +- std table")
+    res.add_argument("paths", nargs="+", help="run directories, multirun folders, globs or result.json files")
+    res.add_argument("--by", default="", help="settings that make the rows, e.g. model.name,data.horizon")
+    res.add_argument("--over", default="seed,data.split,data.fold",
+                     help="settings that vary between repetitions of one row (default: seed,data.split,data.fold)")
+    res.add_argument("--metric", default="", help="test metrics to show, e.g. test/mse,test/mae (default: all)")
+    res.add_argument("--format", default="md", choices=("md", "csv", "latex"))
     args = parser.parse_args(argv)
-    if args.kind and args.kind not in registry.kinds():
+    if args.command == "results":
+        from labformer.cli import fail
+        from labformer.errors import UserError
+        from labformer.results.aggregate import results_table
+
+        split = lambda text: [t for t in text.split(",") if t]  # noqa: E731
+        try:
+            print(results_table(args.paths, split(args.by), split(args.metric) or None, args.format,
+                                tuple(split(args.over))))
+        except UserError as e:
+            fail(e)
+        return 0
+    if getattr(args, "kind", None) and args.kind not in registry.kinds():
         parser.error(f"unknown --kind {args.kind}; valid: {', '.join(registry.kinds())}")
     if args.command == "show":
         from labformer.cli import fail

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from labformer import registry
 from labformer.builders import build_callbacks, build_datamodule, build_task, build_trainer, config_dict
 from labformer.callbacks.epoch_summary import format_metrics
 from labformer.errors import UserError
+from labformer.results.record import provenance, write_record
 from labformer.utils.checkpoint_io import CONFIG_KEY, read_checkpoint
 from labformer.utils.loggers import describe_wandb
 from labformer.utils.scaleout import check_multirun_strategy
@@ -103,6 +105,7 @@ def _quiet_lightning_console() -> None:
 
 
 def train(cfg: DictConfig) -> RunResult:
+    started = time.perf_counter()
     _quiet_lightning_console()
     run_id, run_dir = _run_identity(cfg)
     task_name = cfg.task.name
@@ -123,6 +126,7 @@ def train(cfg: DictConfig) -> RunResult:
     resolved = config_dict(cfg, run_id)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
     module = build_task(cfg, datamodule, resolved)
+    module.provenance = provenance(resolved)
     if cfg.get("init_from") and resume is None:
         _load_init_weights(module, cfg.init_from)
     if cfg.get("compile"):
@@ -152,6 +156,8 @@ def train(cfg: DictConfig) -> RunResult:
         if trainer.is_global_zero:
             if test_metrics:
                 (run_dir / "test_metrics.json").write_text(json.dumps(test_metrics, indent=2))
+            write_record(run_dir, resolved, module.provenance, test_metrics, (cfg.task.monitor, result.monitor_value),
+                         result.best_ckpt, time.perf_counter() - started, resumed=resume is not None)
             _report(result, logger, trainer)
         return result
     finally:
@@ -181,6 +187,7 @@ def _report(result: RunResult, logger: Any, trainer: L.Trainer) -> None:
     if result.test_metrics:
         lines.append("test: " + format_metrics(result.test_metrics))
         lines.append(f"test metrics:    {result.run_dir / 'test_metrics.json'}")
+    lines.append(f"record:          {result.run_dir / 'result.json'}")
     lines.append(f"run directory:   {result.run_dir}")
     lines.append(f"config:          {result.run_dir / 'config.yaml'}")
     if result.best_ckpt:

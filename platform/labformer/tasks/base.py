@@ -104,6 +104,7 @@ class Task(L.LightningModule):
         self.min_lr = min_lr
         self.betas = tuple(betas)
         self.run_config = run_config or {}
+        self.provenance: dict[str, Any] = {}  # commit, config hash, machine (results/record.py), set by the pipeline
 
     def step(self, batch: Any, stage: str) -> torch.Tensor:
         raise NotImplementedError
@@ -153,5 +154,5 @@ class Task(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # eval.py rebuilds task, model and data from this alone.
-        checkpoint[CONFIG_KEY] = {"config": self.run_config}
+        # eval.py rebuilds task, model and data from this alone; the provenance says which code and machine.
+        checkpoint[CONFIG_KEY] = {"config": self.run_config, "provenance": self.provenance}

@@ -1,0 +1,1 @@
+"""Run records (result.json) and their aggregation into tables (`python -m labformer results`)."""
