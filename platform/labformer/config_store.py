@@ -1,6 +1,6 @@
 """Registry entries as Hydra config choices, every default read from the code.
 
-`model=<name>`, `data=<name>` and `objective=<name>` select nodes made here from the
+`model=<name>`, `data=<name>`, `objective=<name>` and `logger=<name>` select nodes made here from the
 registry: the entry's name and each setting its signature and its variant `args` give a
 default, less what the run supplies itself (a backbone's data sizes, a dataset's data
 directory, an objective's feature width). Every task family's settings are made the same
@@ -21,9 +21,10 @@ from omegaconf import DictConfig
 
 from labformer import CONF_DIR, registry
 
-GROUPS = {"model": registry.BACKBONE, "data": "dataset", "objective": "objective"}
+GROUPS = {"model": registry.BACKBONE, "data": "dataset", "objective": "objective", "logger": "logger"}
 TASK_GROUP = "task_defaults"
-_SUPPLIED = {"dataset": {"data_dir"}, "objective": {"feature_dim"}}  # backbones: their family's BACKBONE_INPUTS
+# What the run fills in itself (backbones: their family's BACKBONE_INPUTS).
+_SUPPLIED = {"dataset": {"data_dir"}, "objective": {"feature_dim"}, "logger": {"run_dir", "run_id"}}
 
 
 def supplied(entry: registry.Entry) -> set[str]:

@@ -40,29 +40,34 @@ def keep_wandb_in(run_dir: Path) -> None:
 
 @register("wandb", task=ALL_TASKS, kind="logger")
 def wandb_logger(run_dir: Path, run_id: str, project: str = "labformer", entity: str | None = None,
-                 offline: bool | str = "auto", tags: list[str] | None = None) -> Logger:
+                 offline: bool | str = "auto", tags: list[str] | None = None, group: str | None = None) -> Logger:
+    """offline: auto (offline into the run directory when no W&B credentials are found) | true | false;
+    group: W&B's run group (e.g. the reproduction table a run belongs to)."""
     from lightning.pytorch.loggers import WandbLogger
 
     keep_wandb_in(run_dir)
     if offline == "auto":
         offline = os.environ.get("WANDB_MODE") == "offline" or not wandb_has_credentials()
     return WandbLogger(project=project, entity=entity, id=run_id, name=run_id, save_dir=str(run_dir),
-                       offline=bool(offline), resume="allow", tags=list(tags or []),
+                       offline=bool(offline), resume="allow", tags=list(tags or []), group=group,
                        settings={"silent": True} if offline else None)
 
 
 @register("csv", task=ALL_TASKS, kind="logger")
 def csv_logger(run_dir: Path, run_id: str) -> Logger:
+    """metrics.csv in the run directory."""
     return CSVLogger(save_dir=str(run_dir), name="", version="csv")
 
 
 @register("tensorboard", task=ALL_TASKS, kind="logger")
 def tensorboard_logger(run_dir: Path, run_id: str) -> Logger:
+    """Event files in the run directory."""
     return TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard")
 
 
 @register("none", task=ALL_TASKS, kind="logger")
 def no_logger(run_dir: Path, run_id: str) -> None:
+    """No tracker: the console and the run directory's files only."""
     return None
 
 
