@@ -1,6 +1,7 @@
 """`python -m labformer list [--task T] [--kind K] [--pattern P]`: what the registry holds.
 `python -m labformer show <name> [--kind K]`: one entry's settings, their defaults and its documentation.
-`python -m labformer results <runs> [--by KEYS]`: a mean +- std table of finished runs' records."""
+`python -m labformer results <runs> [--by KEYS]`: a mean +- std table of finished runs' records.
+`python -m labformer reproduce <table> [overrides]`: run a paper's table (conf/reproduce/) and render it."""
 from __future__ import annotations
 
 import argparse
@@ -102,33 +103,44 @@ def main(argv: list[str] | None = None) -> int:
                      help="settings that vary between repetitions of one row (default: seed,data.split,data.fold)")
     res.add_argument("--metric", default="", help="test metrics to show, e.g. test/mse,test/mae (default: all)")
     res.add_argument("--format", default="md", choices=("md", "csv", "latex"))
-    args = parser.parse_args(argv)
-    if args.command == "results":
-        from labformer.cli import fail
-        from labformer.errors import UserError
-        from labformer.results.aggregate import results_table
-
-        split = lambda text: [t for t in text.split(",") if t]  # noqa: E731
-        try:
-            print(results_table(args.paths, split(args.by), split(args.metric) or None, args.format,
-                                tuple(split(args.over))))
-        except UserError as e:
-            fail(e)
-        return 0
+    rep = sub.add_parser("reproduce", help="run the missing cells of a paper's table (conf/reproduce/) and render it")
+    rep.add_argument("table", help="a name in conf/reproduce/ (e.g. etth1_itransformer) or a path to a table file")
+    rep.add_argument("overrides", nargs="*", help="added to every cell, e.g. hydra/launcher=slurm trainer=gpu")
+    rep.add_argument("--out", default="logs/reproduce", help="where the cells' run folders live (default: %(default)s)")
+    rep.add_argument("--dry-run", action="store_true", help="say which cells would run; render what is done")
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "reproduce" and not [r for r in rest if r.startswith("-")]:
+        args.overrides += rest  # overrides given after an option
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if getattr(args, "kind", None) and args.kind not in registry.kinds():
         parser.error(f"unknown --kind {args.kind}; valid: {', '.join(registry.kinds())}")
-    if args.command == "show":
-        from labformer.cli import fail
-        from labformer.errors import UserError
+    from labformer.cli import fail
+    from labformer.errors import UserError
 
-        try:
-            print(show(args.name, args.kind))
-        except UserError as e:
-            fail(e)
-        return 0
-    print(list_registry(args.task, args.kind, args.pattern))
+    try:
+        print(run_command(args))
+    except UserError as e:
+        fail(e)
     return 0
 
+
+def run_command(args: argparse.Namespace) -> str:
+    def split(text: str) -> list[str]:
+        return [t for t in text.split(",") if t]
+
+    if args.command == "reproduce":
+        from labformer.results.reproduce import reproduce
+
+        return reproduce(args.table, args.overrides, Path(args.out).absolute(), args.dry_run)
+    if args.command == "results":
+        from labformer.results.aggregate import results_table
+
+        return results_table(args.paths, split(args.by), split(args.metric) or None, args.format,
+                             tuple(split(args.over)))
+    if args.command == "show":
+        return show(args.name, args.kind)
+    return list_registry(args.task, args.kind, args.pattern)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -53,7 +53,11 @@ def _run_identity(cfg: DictConfig) -> tuple[str, Path]:
     check_multirun_strategy(cfg, multirun=hc is not None)
     if hc is not None:  # one identity per job inside the sweep's identity
         sweep_id = Path(hc.sweep.dir).name  # resolved once for the whole sweep
-        run_id, run_dir = f"{sweep_id}-{hc.job.num}", Path(hc.runtime.output_dir)
+        run_dir = Path(hc.runtime.output_dir)
+        # A run_id that interpolates a swept value (`run_id=cora-s${seed}`) names each job; otherwise the
+        # job's folder does (the job number by default, or a stable `hydra.sweep.subdir` such as `s${seed}`).
+        per_job = "${" in str(OmegaConf.to_container(cfg, resolve=False).get("run_id") or "")
+        run_id = run_id if per_job else f"{sweep_id}-{run_dir.name}"
     os.environ[ENV_KEY] = run_id  # DDP children re-run this script: they must agree
     # Freeze both, so later resolutions of the config (checkpoints, W&B) see the same values.
     cfg.run_id, cfg.paths.run_dir = run_id, str(run_dir)

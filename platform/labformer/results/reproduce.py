@@ -1,0 +1,163 @@
+"""A paper's table as a file, run and rendered: `python -m labformer reproduce <table> [overrides]`.
+
+`conf/reproduce/<table>.yaml` (or any path) declares the rows (each a list of overrides and the
+paper's figures), what they share (`base`), the repetition axis (`repeat: {seed: [0, 1, 2]}`) and
+the metrics. Each row runs as one ordinary Hydra multirun over its missing repetitions, so
+`hydra/launcher=slurm` (or any launcher) runs it on a cluster; every cell has a fixed folder
+`<out>/<table>/<row>/<key><value>` and a fixed run id, so a relaunch skips finished cells and
+resumes interrupted ones. A finished cell whose recorded config is not what the table asks for
+now is refused, naming the settings that differ. The rendered table gives mean +- std over the
+repetitions, the number of runs, the paper's figure and the relative gap.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from labformer import CONF_DIR
+from labformer.errors import UserError
+from labformer.results.aggregate import load_records, summary
+from labformer.results.record import flatten, is_identity
+
+TABLES = CONF_DIR / "reproduce"
+
+
+@dataclass
+class Row:
+    name: str
+    overrides: list[str]
+    paper: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name).strip("_")
+
+
+@dataclass
+class Table:
+    name: str
+    title: str
+    source: str
+    metrics: list[str]
+    base: list[str]
+    repeat_key: str
+    repeat_values: list[Any]
+    rows: list[Row]
+    note: str = ""
+
+    def cell_prefix(self) -> str:
+        return self.repeat_key.split(".")[-1]  # seed0, split3, fold7
+
+
+def load_table(name_or_path: str) -> Table:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = TABLES / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in TABLES.glob("*.yaml"))
+        raise UserError(f"no reproduction table {name_or_path} ({path}); the shipped ones: {', '.join(known)}")
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    missing = [k for k in ("title", "source", "metrics", "rows", "repeat") if k not in raw]
+    if missing or not isinstance(raw.get("repeat"), dict) or len(raw["repeat"]) != 1:
+        raise UserError(f"{path}: a table needs title, source, metrics, rows and repeat (one key, e.g. "
+                        f"repeat: {{seed: [0, 1, 2]}}); missing or malformed: {', '.join(missing) or 'repeat'}")
+    (key, values), = raw["repeat"].items()
+    rows = [Row(name, list(spec.get("overrides", [])), dict(spec.get("paper") or {}))
+            for name, spec in raw["rows"].items()]
+    return Table(path.stem, raw["title"], raw["source"], list(raw["metrics"]), list(raw.get("base", [])), key,
+                 list(values), rows, raw.get("note", ""))
+
+
+def cell_overrides(table: Table, row: Row, extra: list[str]) -> list[str]:
+    return [*table.base, *row.overrides, *extra]
+
+
+def expected_config(table: Table, row: Row, value: Any, extra: list[str]) -> dict[str, Any]:
+    from labformer.config_store import compose_config
+
+    cfg = compose_config(*cell_overrides(table, row, extra), f"{table.repeat_key}={value}")
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    # Identity settings and the monitor (a run may settle it from its data) do not make a different cell.
+    return {k: v for k, v in flatten(config).items()
+            if not is_identity(k) and k not in ("task.monitor", "task.mode") and not k.startswith("hydra")}
+
+
+def cell_status(table: Table, row: Row, value: Any, out: Path, extra: list[str]) -> tuple[str, Path]:
+    """("done" | "todo", cell folder); raises when a finished cell was run with another config."""
+    folder = out / table.name / row.folder / f"{table.cell_prefix()}{value}"
+    record_path = folder / "result.json"
+    if not record_path.is_file():
+        return "todo", folder
+    recorded = _comparable(json.loads(record_path.read_text())["config"])
+    wanted = _comparable(expected_config(table, row, value, extra))
+    differ = sorted(k for k in set(recorded) | set(wanted) if recorded.get(k) != wanted.get(k))
+    if differ:
+        shown = "; ".join(f"{k}: ran {recorded.get(k)!r}, table asks {wanted.get(k)!r}" for k in differ[:6])
+        raise UserError(f"cell {row.name} {table.repeat_key}={value} in {folder} finished with another config "
+                        f"({shown}). Move or delete that folder to rerun it, or use another --out")
+    return "done", folder
+
+
+def run_row(table: Table, row: Row, values: list[Any], out: Path, extra: list[str]) -> None:
+    """One Hydra multirun over the missing repetitions of `row` (train.py in a child process)."""
+    sweep = out / table.name / row.folder
+    key = table.repeat_key
+    command = [sys.executable, str(CONF_DIR.parent / "train.py"), "-m", *cell_overrides(table, row, extra),
+               f"{key}={','.join(str(v) for v in values)}", f"hydra.sweep.dir={sweep}",
+               f"hydra.sweep.subdir={table.cell_prefix()}${{{key}}}",
+               f"run_id={table.name}-{row.folder}-{table.cell_prefix()}${{{key}}}"]  # one W&B run per cell
+    if not any(o.startswith("logger=") for o in command) or "logger=wandb" in command:
+        command.append(f"logger.group={table.name}")  # W&B groups a table's runs
+    print(f"[reproduce] {row.name}: {key}={','.join(str(v) for v in values)}", flush=True)
+    done = subprocess.run(command, cwd=CONF_DIR.parent)
+    if done.returncode != 0:
+        raise UserError(f"row {row.name} failed (exit {done.returncode}); its finished cells are kept. Fix the "
+                        f"cause and run the same command again to resume. Command: {' '.join(command)}")
+
+
+def render(table: Table, out: Path) -> str:
+    """The table as Markdown: ours (mean +- std, n) beside the paper, relative gap of the means."""
+    header = ["row", "n", *(f"{m}" for m in table.metrics), *(f"paper {m}" for m in table.metrics), "gap", "commit"]
+    lines = [f"### {table.title}", "", f"Source: {table.source}. Repetitions: {table.repeat_key} "
+             f"{table.repeat_values}. {table.note}".rstrip(), "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]
+    for row in table.rows:
+        paths = sorted((out / table.name / row.folder).glob("*/result.json"))
+        records = load_records(paths) if paths else []
+        values = {m: [float(r["test"][m]) for r in records if m in r["test"]] for m in table.metrics}
+        gaps = []
+        for m in table.metrics:
+            if values[m] and row.paper.get(m):
+                gaps.append(f"{(sum(values[m]) / len(values[m]) - row.paper[m]) / row.paper[m]:+.1%}")
+        commits = sorted({((r.get("git") or {}).get("commit") or "?")[:8] for r in records})
+        dirty = " (dirty)" if any((r.get("git") or {}).get("dirty") for r in records) else ""
+        cells = [row.name, str(len(records)), *(summary(values[m]) for m in table.metrics),
+                 *(f"{row.paper[m]}" if m in row.paper else "-" for m in table.metrics), " / ".join(gaps) or "-",
+                 (",".join(commits) + dirty) or "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def reproduce(name: str, extra: list[str], out: Path, dry_run: bool = False) -> str:
+    table = load_table(name)
+    for row in table.rows:
+        todo = [v for v in table.repeat_values if cell_status(table, row, v, out, extra)[0] == "todo"]
+        if todo and not dry_run:
+            run_row(table, row, todo, out, extra)
+        elif todo:
+            print(f"[reproduce] would run {row.name}: {table.repeat_key}={','.join(map(str, todo))}")
+    rendered = render(table, out)
+    (out / table.name).mkdir(parents=True, exist_ok=True)
+    (out / table.name / "table.md").write_text(rendered + "\n")
+    return rendered
+
