@@ -7,7 +7,7 @@ import sys
 from typing import Callable, TypeVar
 
 from labformer import CONF_DIR, registry
-from labformer.errors import UserError, unknown_choice
+from labformer.errors import TrainingFailed, UserError, unknown_choice
 
 T = TypeVar("T")
 
@@ -56,18 +56,16 @@ def in_optuna_study() -> bool:
 
 
 def run_guarded(fn: Callable[[], T]) -> T:
-    """Run `fn`; a user error or non-finite loss exits with its code and one message.
+    """Run `fn`; a user error (exit 2) or a failed training (exit 3: non-finite loss, collapse) exits with one message.
 
     Inside an Optuna study the error propagates instead: Hydra records it on the job, the
     sweeper marks the trial FAIL (`max_failure_rate` in conf/hparams_search decides how many
     it tolerates), and the study goes on. (Returning NaN would do the same in newer Optuna,
     but optuna 2.10, which hydra-optuna-sweeper pins, reports the trial twice and aborts.)
     """
-    from labformer.tasks.base import NonFiniteLossError
-
     try:
         return fn()
-    except (UserError, NonFiniteLossError) as e:
+    except (UserError, TrainingFailed) as e:
         if in_optuna_study():
             logging.getLogger("labformer").error("trial failed: %s", e)
             raise

@@ -1,4 +1,5 @@
-"""Errors a user can fix: train.py/eval.py print the message and exit with code 2."""
+"""Errors a user can fix: train.py/eval.py print the message and exit with code 2 (bad input) or 3
+(training stopped because it could not succeed: a non-finite loss, collapsed embeddings)."""
 from __future__ import annotations
 
 import difflib
@@ -9,6 +10,13 @@ class UserError(Exception):
     """Bad input. The message says what is wrong and how to fix it."""
 
     exit_code = 2
+
+
+class TrainingFailed(RuntimeError):
+    """Training cannot go on usefully; stopped before the next optimiser step, the last good
+    checkpoint kept. The message says at which step and which settings to change."""
+
+    exit_code = 3
 
 
 def close_matches(word: str, options: Iterable[str], n: int = 3) -> list[str]:

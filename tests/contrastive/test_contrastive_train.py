@@ -76,3 +76,32 @@ def test_an_omniglot_triplet_run_reports_one_shot_accuracy_on_held_out_character
 def test_unknown_objective_names_the_close_match():
     with pytest.raises(UserError, match="simsiam"):
         registry.get("simsam", kind="objective", task="contrastive")
+
+
+class ConstantEncoder(torch.nn.Module):
+    """Maps every image to the same features (its one parameter learns, the output never varies)."""
+
+    num_features = 16
+
+    def __init__(self, **_: object) -> None:
+        super().__init__()
+        self.point = torch.nn.Parameter(torch.randn(16))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.point.expand(images.shape[0], -1) + 0 * images.flatten(1)[:, :1]
+
+
+def test_collapsed_embeddings_stop_the_run_naming_the_settings(tmp_path, registry_snapshot):
+    registry.register("constant_probe", task="vision")(ConstantEncoder)
+    cfg = compose_config("task=contrastive", "objective=triplet", "task.pk_sampler.classes=5", *QUICK, log_dir=tmp_path)
+    cfg.model.name = "constant_probe"
+    from labformer.callbacks.knn_monitor import EmbeddingCollapse
+
+    with pytest.raises(EmbeddingCollapse, match=r"(?s)collapsed at epoch 0.*task.lr \(now 0.001\).*"
+                                                 r"objective=triplet: .*objective.margin=0.2.*task.allow_collapse=true"):
+        pipeline.train(cfg)
+    assert EmbeddingCollapse.exit_code == 3
+    cfg = compose_config("task=contrastive", "objective=triplet", "task.pk_sampler.classes=5", *QUICK,
+                         "task.allow_collapse=true", "run_id=go-on", log_dir=tmp_path)
+    cfg.model.name = "constant_probe"
+    assert pipeline.train(cfg).test_metrics["test/embedding_std"] == 0.0  # asked to go on: it does

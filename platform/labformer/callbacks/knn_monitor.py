@@ -12,9 +12,26 @@ import logging
 
 import lightning as L
 
+from labformer.errors import TrainingFailed
 from labformer.evaluation import embedding as embedding_eval
 
 log = logging.getLogger("labformer")
+
+
+class EmbeddingCollapse(TrainingFailed):
+    """Every input maps to about one point: the objective has stopped separating anything."""
+
+
+def collapse_message(pl_module: L.LightningModule, epoch: int, spread: float, fraction: float) -> str:
+    objective = dict(pl_module.objective_config)
+    name = objective.pop("name", "?")
+    settings = ", ".join(f"objective.{k}={v}" for k, v in objective.items()) or "none"
+    return (f"the embeddings collapsed at epoch {epoch}: their spread (std of the normalised features) is "
+            f"{spread:.2e}, under {fraction:g} of the 1/sqrt(D) of well-spread features, so every input maps to "
+            f"about one point. Change: a lower task.lr (now {pl_module.lr:g}); the objective's settings "
+            f"(objective={name}: {settings}; for triplet a larger objective.margin or "
+            "objective.mining=semi_hard, for pair and triplet more classes per batch, task.pk_sampler.classes); "
+            "stronger two-view augmentation (task.views.<modality>.*). task.allow_collapse=true goes on anyway")
 
 
 class KNNMonitor(L.Callback):
@@ -28,13 +45,14 @@ class KNNMonitor(L.Callback):
         feats, labels = pl_module.collected("val")
         if len(feats) == 0:
             return
-        pl_module.log("val/embedding_std", embedding_eval.embedding_std(feats))
+        spread = embedding_eval.embedding_std(feats)
+        pl_module.log("val/embedding_std", spread)
         if embedding_eval.collapsed(feats, self.collapse_fraction) and not self.warned:
+            message = collapse_message(pl_module, trainer.current_epoch, spread, self.collapse_fraction)
+            if not pl_module.allow_collapse:
+                raise EmbeddingCollapse(message)
             self.warned = True
-            log.warning("embeddings collapsed at epoch %d: their spread (std of the normalised features) is "
-                        "%.2e, under %g of the 1/sqrt(D) of well-spread features. Lower task.lr, or check "
-                        "the objective's stop-gradient / predictor settings", trainer.current_epoch,
-                        embedding_eval.embedding_std(feats), self.collapse_fraction)
+            log.warning(message)
         if not bool((labels >= 0).all()):
             return  # unlabelled data: the loss is all there is
         if pl_module.class_disjoint:

@@ -11,14 +11,12 @@ import torch
 import torch.nn as nn
 from omegaconf import OmegaConf
 
-from labformer.errors import UserError
+from labformer.errors import TrainingFailed, UserError
 from labformer.utils.checkpoint_io import CONFIG_KEY
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(TrainingFailed):
     """The loss became NaN/inf; raised before the optimiser step so the weights stay good."""
-
-    exit_code = 3
 
 
 class Task(L.LightningModule):

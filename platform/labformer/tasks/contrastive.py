@@ -43,9 +43,12 @@ class ContrastiveTask(Task):
 
     def __init__(self, backbone: nn.Module, objective: dict[str, Any], modality: str,
                  num_features: int | None = None, knn_k: int = 5, probe: bool = True,
-                 episodes: dict[str, int] | None = None, class_disjoint: bool = False, **base: Any) -> None:
+                 episodes: dict[str, int] | None = None, class_disjoint: bool = False, allow_collapse: bool = False,
+                 **base: Any) -> None:
         """knn_k: neighbours of the kNN monitor and of test/knn_acc; probe: test/probe_acc, a logistic
-        regression on the frozen training embeddings; episodes: n_way, k_shot, episodes, seed."""
+        regression on the frozen training embeddings; episodes: n_way, k_shot, episodes, seed;
+        allow_collapse: go on when the embeddings collapse (by default the run stops with exit code 3
+        and names the settings to change)."""
         super().__init__(backbone, **base)
         self.encoder = Encoder(backbone, modality, num_features)
         kwargs = {k: v for k, v in objective.items() if k != "name"}
@@ -53,6 +56,7 @@ class ContrastiveTask(Task):
                                          feature_dim=self.encoder.num_features, **kwargs)
         self.objective.attach(self.encoder)
         self.knn_k, self.probe, self.class_disjoint = knn_k, probe, class_disjoint
+        self.allow_collapse, self.objective_config = allow_collapse, dict(objective)
         self.episodes = {**EPISODES, **(episodes or {})}
         self._features: dict[str, list[torch.Tensor]] = {}
 
