@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -75,3 +76,48 @@ def test_missing_files_name_the_files_and_the_fix(tmp_path):
         dm.setup()
     msg = str(e.value)
     assert "tolokers.npz" in msg and "heterophilous" in msg and "https://" in msg
+
+
+def write_planetoid(folder: Path, name: str, test_ids: list[int], n_alltrain: int, features: int, classes: int) -> None:
+    """A tiny dataset in Planetoid's real format: Python pickles of scipy CSR / one-hot arrays, a dict graph."""
+    import pickle
+
+    import numpy as np
+    import scipy.sparse as sp
+
+    rng = np.random.RandomState(0)
+    onehot = lambda n: np.eye(classes)[rng.randint(0, classes, n)]  # noqa: E731
+    parts = {"x": sp.csr_matrix(rng.rand(2, features)), "y": onehot(2),
+             "allx": sp.csr_matrix(rng.rand(n_alltrain, features)), "ally": onehot(n_alltrain),
+             "tx": sp.csr_matrix(rng.rand(len(test_ids), features)), "ty": onehot(len(test_ids)),
+             "graph": {0: [1, 5], 1: [0], 5: [0, max(test_ids)]}}
+    folder.mkdir(parents=True, exist_ok=True)
+    for part, value in parts.items():
+        (folder / f"ind.{name}.{part}").write_bytes(pickle.dumps(value, protocol=2))
+    (folder / f"ind.{name}.test.index").write_text("\n".join(map(str, test_ids)) + "\n")
+    return parts
+
+
+def test_citeseer_format_with_isolated_test_ids(tmp_path):
+    # CiteSeer's test ids leave gaps: those nodes exist (zero features) but are in no split.
+    from labformer.data.graph.planetoid import read_planetoid
+
+    parts = write_planetoid(tmp_path / "planetoid", "citeseer", [9, 6, 12], n_alltrain=6, features=5, classes=3)
+    x, y, graph, n_train, test_ids = read_planetoid(tmp_path / "planetoid", "citeseer", None)
+    assert x.shape == (13, 5) and n_train == 2 and test_ids.tolist() == [9, 6, 12]
+    assert np.allclose(x[9], parts["tx"].toarray()[0]) and np.allclose(x[6], parts["tx"].toarray()[1])
+    assert y[12] == parts["ty"][2].argmax() and not x[[7, 8, 10, 11]].any()
+    dm = registry.create("graph", "citeseer", kind="dataset", data_dir=str(tmp_path), cache_dir=str(tmp_path / "c"),
+                         download=False)
+    dm.num_node_features, dm.num_classes = 5, 3  # the tiny copy's sizes (the real ones: 3703 and 6)
+    (g,), masks = dm.load()
+    assert g.num_nodes == 13 and int(masks["train"].sum()) == 2
+    assert masks["test"].nonzero().view(-1).tolist() == [6, 9, 12]
+    assert int(masks["val"].sum()) == 11  # the next 500 nodes: this tiny copy has 11 after the training ones
+
+
+def test_missing_planetoid_files_name_them_and_where_to_get_them(tmp_path):
+    dm = registry.create("graph", "pubmed", kind="dataset", data_dir=str(tmp_path), download=True)
+    assert (dm.num_node_features, dm.num_classes) == (500, 3)
+    with pytest.raises(UserError, match=r"(?s)ind\.pubmed\.x.*ind\.pubmed\.test\.index.*kimiyoung/planetoid"):
+        dm.setup()

@@ -1,7 +1,14 @@
-"""Cora with the Planetoid public split (Yang et al. 2016): `<data_dir>/planetoid/ind.cora.*`.
+"""Planetoid citation graphs with the public split (Yang et al. 2016): Cora, CiteSeer, PubMed.
 
-Python-2 pickles, checked against their sha256 before unpickling. Train = the first 140
-nodes, val = the next 500, test = the 1000 ids in `test.index`.
+Files `<data_dir>/planetoid/ind.<name>.{x,y,tx,ty,allx,ally,graph,test.index}`: Python-2
+pickles (x/tx/allx scipy CSR features, y/ty/ally one-hot labels, graph a dict of neighbour
+lists). Train = the first len(y) nodes (Cora 140, CiteSeer 120, PubMed 60), val = the next
+500, test = the 1000 ids in `test.index`. Row k of tx/ty is node test.index[k]; CiteSeer's
+test ids leave gaps (isolated nodes without features in the files): those nodes get zero
+features and are in no split, as in PyG's reader. Cora's files are checked against their
+sha256 before unpickling (and downloaded when absent); the others' checksums are not recorded
+here, so they are read from the data directory only: unpickling files you put there is your
+trust decision, as with any pickle.
 """
 from __future__ import annotations
 
@@ -14,9 +21,11 @@ from torch_geometric.data import Data
 
 from labformer.data.files import RemoteFile, locate, verify_sha256
 from labformer.data.graph.base import GraphDataModule, symmetric_edges
+from labformer.errors import UserError
 from labformer.registry import register
 
 _PLANETOID_URL = "https://github.com/kimiyoung/planetoid/raw/master/data/"
+PARTS = ("x", "y", "tx", "ty", "allx", "ally", "graph", "test.index")
 _CORA_SHA = {
     "allx": "9419ba2f26f5c35243db64aba110e0f35a04851609e0dc5433450676ca6b8543",
     "ally": "2b998f5cc7fedc86e7f97ca2498f47a1ffc1462c29e2d578b23bf3f62b6e7d71",
@@ -27,17 +36,45 @@ _CORA_SHA = {
     "x": "23cfa55d91c6f624233f5eb7b6e3f141f1bd2b2ae39608a63cf5d084bb27baab",
     "y": "94465c14eb53e04ca262198dcbb2521ee8af60fb3f3d546cd6ca24a511b0e7d1",
 }
+# name: (node features, classes, sha256 per part or None when not recorded here)
+PLANETOID = {"cora": (1433, 7, _CORA_SHA), "citeseer": (3703, 6, None), "pubmed": (500, 3, None)}
+
+
+def read_planetoid(folder, name: str, checksums: dict[str, str] | None) -> tuple[np.ndarray, np.ndarray, dict, int,
+                                                                                  np.ndarray]:
+    """(features [N,F], labels [N], neighbour lists, training nodes, test ids) of `ind.<name>.*` in `folder`."""
+    parts: dict[str, Any] = {}
+    for part in PARTS:
+        path = folder / f"ind.{name}.{part}"
+        if checksums:
+            verify_sha256(path, checksums[part])  # known bytes: safe to unpickle
+        if part == "test.index":
+            parts[part] = np.loadtxt(path, dtype=np.int64, ndmin=1)
+            continue
+        with open(path, "rb") as fh:
+            try:
+                parts[part] = pickle.load(fh, encoding="latin1")
+            except Exception as e:
+                raise UserError(f"{path} is not a Planetoid pickle ({type(e).__name__}: {e}); fetch it again from "
+                                f"{_PLANETOID_URL}ind.{name}.{part}") from None
+    allx, test_ids = parts["allx"].toarray(), parts["test.index"]
+    n = max(len(allx), int(test_ids.max()) + 1)
+    x = np.zeros((n, allx.shape[1]), dtype=np.float32)
+    y = np.zeros((n, parts["ally"].shape[1]), dtype=np.float32)
+    x[:len(allx)], y[:len(allx)] = allx, parts["ally"]
+    x[test_ids], y[test_ids] = parts["tx"].toarray(), parts["ty"]  # row k is node test_ids[k]
+    return x, y.argmax(1), parts["graph"], len(parts["y"]), test_ids
 
 
 # batch_size 1: one graph, so every step sees all nodes; the split's mask picks the scored ones.
-@register("cora", task="graph", kind="dataset", embedded=False, args=dict(batch_size=1))
-class CoraDataModule(GraphDataModule):
-    name, level, num_classes, metric, num_node_features, transductive = "cora", "node", 7, "accuracy", 1433, True
-    folder = "planetoid"
-    FILES = [RemoteFile(f"ind.cora.{k}", _PLANETOID_URL + f"ind.cora.{k}", sha) for k, sha in _CORA_SHA.items()]
+# batch_size 1: one graph, so every step sees all nodes; the split's mask picks the scored ones.
+class PlanetoidDataModule(GraphDataModule):
+    level, metric, transductive, folder = "node", "accuracy", True, "planetoid"
 
-    def __init__(self, normalize_features: bool = True, **base: Any):
-        """normalize_features: rows of the bag-of-words sum to 1 (as in GCN's recipe)."""
+    def __init__(self, dataset: str, normalize_features: bool = True, **base: Any):
+        """normalize_features: the rows of the features sum to 1 (as in GCN's recipe)."""
+        self.name = dataset
+        self.num_node_features, self.num_classes, self.checksums = PLANETOID[dataset]
         super().__init__(**base)
         self.normalize_features = normalize_features
 
@@ -45,26 +82,25 @@ class CoraDataModule(GraphDataModule):
         return {"name": self.name, "normalize_features": self.normalize_features}
 
     def load(self) -> tuple[list[Data], dict[str, Any]]:
-        folder = locate(self.folder, self.FILES, self.data_dir, download=self.download)
-        parts = {}
-        for f in self.FILES:
-            verify_sha256(folder / f.name, f.sha256)  # known bytes: safe to unpickle
-            if f.name.endswith("test.index"):
-                continue
-            with open(folder / f.name, "rb") as fh:
-                parts[f.name.rsplit(".", 1)[1]] = pickle.load(fh, encoding="latin1")
-        test_ids = np.loadtxt(folder / "ind.cora.test.index", dtype=np.int64)
-        x = np.vstack([parts["allx"].toarray(), parts["tx"].toarray()]).astype(np.float32)
-        y = np.vstack([parts["ally"], parts["ty"]]).argmax(1)
-        # Row k of tx/ty belongs to node test_ids[k]; stacked after allx they sit at the sorted ids.
-        x[test_ids], y[test_ids] = x[np.sort(test_ids)], y[np.sort(test_ids)]
+        sha = self.checksums or {}
+        files = [RemoteFile(f"ind.{self.name}.{p}", _PLANETOID_URL + f"ind.{self.name}.{p}", sha.get(p, "unrecorded"))
+                 for p in PARTS]
+        hint = "" if self.checksums else (f"No checksums are recorded for {self.name}, so it is not downloaded: "
+                                          f"fetch the files from {_PLANETOID_URL} yourself.")
+        folder = locate(self.folder, files, self.data_dir, download=self.download and bool(self.checksums), hint=hint)
+        x, y, graph, n_train, test_ids = read_planetoid(folder, self.name, self.checksums)
         n = len(y)
-        edges = [(u, v) for u, nbrs in parts["graph"].items() for v in nbrs]
+        edges = [(u, v) for u, nbrs in graph.items() for v in nbrs if u < n and v < n]
         edge_index = symmetric_edges(torch.tensor(edges, dtype=torch.long).T, n)
         feats = torch.from_numpy(x)
         if self.normalize_features:
             feats = feats / feats.sum(1, keepdim=True).clamp(min=1)
         masks = {s: torch.zeros(n, dtype=torch.bool) for s in ("train", "val", "test")}
-        masks["train"][:140], masks["val"][140:640], masks["test"][torch.from_numpy(test_ids)] = True, True, True
+        masks["train"][:n_train], masks["val"][n_train:n_train + 500] = True, True
+        masks["test"][torch.from_numpy(test_ids)] = True
         return [Data(x=feats, edge_index=edge_index, y=torch.from_numpy(y).long(), num_nodes=n)], masks
 
+
+for _name in PLANETOID:
+    register(_name, task="graph", kind="dataset", embedded=False, args=dict(batch_size=1),
+             fixed=dict(dataset=_name))(PlanetoidDataModule)
