@@ -73,10 +73,25 @@ def test_csv_splits_overlap_by_the_lookback_and_count_windows(tmp_path):
     assert dm.channels == 3  # known from the header line, before setup
     dm.setup()
     assert dm.split_rows == {"train": (0, 700), "val": (676, 800), "test": (776, 1000)}
+    assert "Time-Series-Library's `custom`" in dm.protocol and "all windows" in dm.protocol
     for split, (a, b) in dm.split_rows.items():
         assert len(dm.sets[split]) == (b - a) - 24 - 12 + 1
     x, y = next(iter(dm.test_dataloader()))
     assert x.shape == (32, 24, 3) and y.shape == (32, 12, 3)
+
+
+@pytest.mark.parametrize("rows, lookback", [(1003, 36), (17544, 96), (969, 104)])  # odd lengths, ILI's L=36/104
+def test_csv_split_is_time_series_library_custom_exactly(tmp_path, rows, lookback):
+    # Time-Series-Library's Dataset_Custom: num_train = int(n * 0.7), num_test = int(n * 0.2), the rest val;
+    # border1s = [0, num_train - L, n - num_test - L], border2s = [num_train, num_train + num_vali, n].
+    path = tmp_path / "s.csv"
+    write_csv(path, rows)
+    dm = data("csv_series", path=str(path), data_dir=str(tmp_path), lookback=lookback, horizon=24)
+    dm.setup()
+    n_train, n_test = int(rows * 0.7), int(rows * 0.2)
+    n_val = rows - n_train - n_test
+    starts, ends = [0, n_train - lookback, rows - n_test - lookback], [n_train, n_train + n_val, rows]
+    assert [dm.split_rows[s] for s in ("train", "val", "test")] == list(zip(starts, ends))
 
 
 def test_univariate_mode_keeps_the_target_only(tmp_path):

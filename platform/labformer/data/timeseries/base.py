@@ -75,6 +75,7 @@ class ForecastDataModule(L.LightningDataModule):
 
     name = "forecast"
     channels: int  # C: set by the subclass before calling this constructor (from its files or settings)
+    split_protocol = "i.i.d. windows"  # how the splits are cut, stated in the run's log
 
     def __init__(self, data_dir: str = "data", lookback: int = 96, horizon: int = 96, batch_size: int = 32,
                  num_workers: int = 0, test_drop_last: bool = False) -> None:
@@ -122,8 +123,10 @@ class ForecastDataModule(L.LightningDataModule):
 
     @property
     def protocol(self) -> str:
-        """Which windows the test metrics cover: every one, or the published tables' loader."""
-        return f"drop_last (batch {self.batch_size})" if self.test_drop_last else "all windows"
+        """How the splits are cut, and which windows the test metrics cover: every one, or the published
+        tables' loader."""
+        windows = f"drop_last (batch {self.batch_size})" if self.test_drop_last else "all windows"
+        return f"{self.split_protocol}; test windows: {windows}"
 
     def describe(self) -> str:
         sizes = " / ".join(f"{k} {len(v)}" for k, v in self.sets.items()) if self.sets else "not loaded yet"
@@ -135,6 +138,9 @@ class ForecastDataModule(L.LightningDataModule):
 
 class SeriesDataModule(ForecastDataModule):
     """One multivariate series [T,C] split chronologically, scaled with training statistics."""
+
+    split_protocol = ("70/10/20 by time, val/test starting a lookback early, scaler fitted on the training rows "
+                      "(Time-Series-Library's `custom`)")
 
     def read(self) -> np.ndarray:
         """The raw series [T,C] (float)."""

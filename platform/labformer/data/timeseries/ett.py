@@ -33,6 +33,7 @@ class ETTDataModule(SeriesDataModule):
     """
 
     DATASET_DIR = "ett"  # <data_dir>/ett/ETTh1.csv ...
+    split_protocol = "12/4/4 months (the ETT tables' split), scaler fitted on the training rows"
 
     def __init__(self, file: str, features: Literal["M", "S"] = "M", target: str = "OT", download: bool = True,
                  **base: Any) -> None:
