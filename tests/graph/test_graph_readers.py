@@ -121,3 +121,21 @@ def test_missing_planetoid_files_name_them_and_where_to_get_them(tmp_path):
     assert (dm.num_node_features, dm.num_classes) == (500, 3)
     with pytest.raises(UserError, match=r"(?s)ind\.pubmed\.x.*ind\.pubmed\.test\.index.*kimiyoung/planetoid"):
         dm.setup()
+
+
+def test_filtered_chameleon_in_its_real_format(tmp_path):
+    # The heterophilous-graphs .npz layout: features, labels, edges once per pair, 10 split masks.
+    rng = np.random.RandomState(0)
+    n, masks = 8, np.zeros((10, 8), dtype=bool)
+    masks[:, :4] = True
+    (tmp_path / "heterophilous").mkdir()
+    np.savez(tmp_path / "heterophilous" / "chameleon_filtered.npz", node_features=rng.rand(n, 2325).astype(np.float32),
+             node_labels=rng.randint(0, 5, n), edges=np.array([[0, 1], [1, 2], [5, 7]]), train_masks=masks,
+             val_masks=np.roll(masks, 4, axis=1) & ~masks, test_masks=np.zeros((10, n), dtype=bool))
+    dm = registry.create("graph", "chameleon_filtered", kind="dataset", data_dir=str(tmp_path), download=False,
+                         cache_dir=str(tmp_path / "cache"))
+    assert (dm.metric, dm.num_classes, dm.num_node_features) == ("accuracy", 5, 2325)
+    dm.setup()
+    g = dm.graphs[0]
+    assert g.num_nodes == 8 and g.edge_index.shape[1] == 6  # both directions of the 3 stored edges
+    assert int(dm.split_index["train"].sum()) == 4 and int(dm.split_index["val"].sum()) == 4
