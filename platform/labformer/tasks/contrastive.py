@@ -89,9 +89,14 @@ class ContrastiveTask(Task):
 
     @classmethod
     def resolve_monitor(cls, cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[str, str]:
-        if not datamodule.labelled and cfg.task.monitor == "val/knn_acc":
-            log.info("%s has no labels: no kNN monitor; val/loss picks the best checkpoint", cfg.data.name)
-            return "val/loss", "min"
+        if cfg.task.monitor == "val/knn_acc":  # the default: what the data can actually report
+            if not datamodule.labelled:
+                log.info("%s has no labels: no kNN monitor; val/loss picks the best checkpoint", cfg.data.name)
+                return "val/loss", "min"
+            if datamodule.class_disjoint:
+                log.info("%s holds out its validation classes: val/oneshot_acc (episodes) picks the best "
+                         "checkpoint", cfg.data.name)
+                return "val/oneshot_acc", "max"
         return super().resolve_monitor(cfg, datamodule)
 
     @classmethod
