@@ -106,3 +106,14 @@ def test_collapsed_embeddings_stop_the_run_naming_the_settings(tmp_path, registr
                          "task.allow_collapse=true", "run_id=go-on", log_dir=tmp_path)
     cfg.model.name = "constant_probe"
     assert pipeline.train(cfg).test_metrics["test/embedding_std"] == 0.0  # asked to go on: it does
+
+
+@pytest.mark.parametrize("objective", ["triplet", "pair"])
+def test_the_label_objectives_do_not_collapse_on_a_fresh_omniglot_split(objective, tmp_path):
+    # Character split 1: the split on which batch-hard triplet mining collapsed within 2 epochs.
+    require_data("omniglot/images_background_small1.zip")
+    cfg = compose_config("task=contrastive", f"objective={objective}", "data=omniglot", "data.split_seed=1",
+                         "trainer.max_epochs=2", "task.episodes.episodes=50", "logger=none",
+                         "callbacks.progress_bar=none", log_dir=tmp_path)
+    metrics = pipeline.train(cfg).test_metrics  # a collapse would stop it with EmbeddingCollapse
+    assert metrics["test/embedding_std"] > 0.01
