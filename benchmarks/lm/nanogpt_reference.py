@@ -6,7 +6,8 @@ the `ckpt.pt` such a run wrote, with the repository's own `model.py`, and scores
 token once through the platform's tiny-shakespeare DataModule (non-overlapping windows of the
 model's context, the same split and alphabet), as the LM task scores its own runs:
 
-    cd <nanoGPT> && cp <data>/tinyshakespeare/input.txt data/shakespeare_char/ && python data/shakespeare_char/prepare.py
+    cd <nanoGPT> && cp <data>/tinyshakespeare/input.txt data/shakespeare_char/
+    python data/shakespeare_char/prepare.py
     OMP_NUM_THREADS=1 python train.py config/train_shakespeare_char.py --device=cpu --compile=False --eval_iters=20 \\
         --log_interval=1 --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000 \\
         --lr_decay_iters=2000 --dropout=0.0

@@ -118,8 +118,8 @@ class GraphDataModule(L.LightningDataModule):
             largest = max(g.num_nodes for g in self.graphs)
             if largest > self.backbone_max_nodes:
                 raise UserError(f"dataset '{self.name}' has a graph of {largest} nodes; the model takes at most "
-                                f"{self.backbone_max_nodes} (dense attention). Use a sparse graph model (exphormer, gps, "
-                                "polynormer, gcn) or a dataset of smaller graphs")
+                                f"{self.backbone_max_nodes} (dense attention). Use a sparse graph model "
+                                "(exphormer, gps, polynormer, gcn) or a dataset of smaller graphs")
         for t in self.transforms():
             tag = f"{t.name}:{settings_hash(t.cache_key)}"
             if tag not in self._applied:
