@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from labformer.errors import UserError
-from labformer.results.reproduce import TABLES, expected_config, load_table, render
+from labformer.results.reproduce import TABLES, expected_config, load_table, log_to_wandb, render
 
 pytestmark = pytest.mark.subprocess
 
@@ -78,3 +78,17 @@ def test_render_shows_rows_without_runs(tmp_path):
     table_file = tmp_path / "tiny.yaml"
     table_file.write_text(TABLE)
     assert "| depth 2 | 0 | - | - | - | - |" in render(load_table(str(table_file)), tmp_path)
+
+
+def test_a_wandb_table_logs_the_rendered_table_in_the_tables_group(tmp_path, monkeypatch):
+    # No credentials: offline into the table's folder, like every run of the platform.
+    for var in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    table_file = tmp_path / "tiny.yaml"
+    table_file.write_text(TABLE.replace("logger=csv, ", ""))  # the default tracker, W&B
+    table = load_table(str(table_file))
+    folder = log_to_wandb(table, tmp_path / "out", [])
+    assert folder is not None and folder.parent.name == "wandb" and folder.name.startswith("offline-run-")
+    assert folder.is_relative_to(tmp_path / "out" / "tiny") and list(folder.glob("*.wandb"))
+    assert log_to_wandb(table, tmp_path / "out", ["logger=csv"]) is None  # another tracker: nothing to log

@@ -125,12 +125,10 @@ def run_row(table: Table, row: Row, values: list[Any], out: Path, extra: list[st
                         f"cause and run the same command again to resume. Command: {' '.join(command)}")
 
 
-def render(table: Table, out: Path) -> str:
-    """The table as Markdown: ours (mean +- std, n) beside the paper, relative gap of the means."""
+def table_rows(table: Table, out: Path) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): ours (mean +- std, n) beside the paper, and the relative gap of the means."""
     header = ["row", "n", *(f"{m}" for m in table.metrics), *(f"paper {m}" for m in table.metrics), "gap", "commit"]
-    lines = [f"### {table.title}", "", f"Source: {table.source}. Repetitions: {table.repeat_key} "
-             f"{table.repeat_values}. {table.note}".rstrip(), "", "| " + " | ".join(header) + " |",
-             "|" + "---|" * len(header)]
+    rows = []
     for row in table.rows:
         paths = sorted((out / table.name / row.folder).glob("*/result.json"))
         records = load_records(paths) if paths else []
@@ -141,11 +139,41 @@ def render(table: Table, out: Path) -> str:
                 gaps.append(f"{(sum(values[m]) / len(values[m]) - row.paper[m]) / row.paper[m]:+.1%}")
         commits = sorted({((r.get("git") or {}).get("commit") or "?")[:8] for r in records})
         dirty = " (dirty)" if any((r.get("git") or {}).get("dirty") for r in records) else ""
-        cells = [row.name, str(len(records)), *(summary(values[m]) for m in table.metrics),
-                 *(f"{row.paper[m]}" if m in row.paper else "-" for m in table.metrics), " / ".join(gaps) or "-",
-                 (",".join(commits) + dirty) or "-"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append([row.name, str(len(records)), *(summary(values[m]) for m in table.metrics),
+                     *(f"{row.paper[m]}" if m in row.paper else "-" for m in table.metrics),
+                     " / ".join(gaps) or "-", (",".join(commits) + dirty) or "-"])
+    return header, rows
+
+
+def render(table: Table, out: Path) -> str:
+    """The table as Markdown, with its title, source and note."""
+    header, rows = table_rows(table, out)
+    lines = [f"### {table.title}", "", f"Source: {table.source}. Repetitions: {table.repeat_key} "
+             f"{table.repeat_values}. {table.note}".rstrip(), "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def log_to_wandb(table: Table, out: Path, extra: list[str]) -> Path | None:
+    """When the cells log to W&B: one more run in the table's group holding the rendered table
+    (offline into `<out>/<table>/wandb` without credentials, like every run). Returns its folder."""
+    logger = expected_config(table, table.rows[0], table.repeat_values[0], extra)["logger"]
+    if logger["name"] != "wandb":
+        return None
+    import wandb
+
+    from labformer.utils.loggers import keep_wandb_in, wandb_has_credentials
+
+    folder = out / table.name
+    keep_wandb_in(folder)
+    offline = logger["offline"] if logger["offline"] != "auto" else not wandb_has_credentials()
+    run = wandb.init(project=logger["project"], entity=logger["entity"], group=table.name, job_type="reproduce",
+                     name=f"{table.name}-table", id=f"{table.name}-table", dir=str(folder), resume="allow",
+                     mode="offline" if offline else "online", settings=wandb.Settings(silent=True))
+    header, rows = table_rows(table, out)
+    run.log({"reproduce/table": wandb.Table(columns=header, data=rows)})
+    run.finish()
+    return Path(run.dir).parent
 
 
 def reproduce(name: str, extra: list[str], out: Path, dry_run: bool = False) -> str:
@@ -159,5 +187,7 @@ def reproduce(name: str, extra: list[str], out: Path, dry_run: bool = False) -> 
     rendered = render(table, out)
     (out / table.name).mkdir(parents=True, exist_ok=True)
     (out / table.name / "table.md").write_text(rendered + "\n")
+    if not dry_run:
+        log_to_wandb(table, out, extra)
     return rendered
 
