@@ -38,7 +38,7 @@ def test_a_finished_run_writes_a_self_contained_record(runs):
     assert record["repeat"] == {"seed": 0} and record["config"]["model"]["depth"] == 1
     assert record["config_hash"] == config_hash(record["config"])
     assert record["best_epoch"] in (0, 1) and record["wall_seconds"] > 0 and record["resumed"] is False
-    assert record["monitor"]["name"] == "val/acc" and record["monitor"]["best"] == pytest.approx(done["a0"].monitor_value)
+    assert record["monitor"] == {"name": "val/acc", "best": pytest.approx(done["a0"].monitor_value)}
     commit = subprocess.run(["git", "-C", str(CONF_DIR.parent), "rev-parse", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     assert record["git"]["commit"] == (commit or None) and isinstance(record["git"]["dirty"], (bool, type(None)))

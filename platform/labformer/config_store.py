@@ -36,7 +36,8 @@ def supplied(entry: registry.Entry) -> set[str]:
 
 def _is_mapping(annotation: Any) -> bool:
     union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
-    return any(typing.get_origin(a) is dict or a is dict for a in (typing.get_args(annotation) if union else (annotation,)))
+    options = typing.get_args(annotation) if union else (annotation,)
+    return any(typing.get_origin(a) is dict or a is dict for a in options)
 
 
 def entry_config(entry: registry.Entry) -> dict[str, Any]:
