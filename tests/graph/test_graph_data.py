@@ -8,6 +8,7 @@ import torch
 from torch_geometric.utils import to_scipy_sparse_matrix
 
 from labformer import registry
+from labformer.data.files import MissingDataError
 from labformer.data.graph.cache import apply_cached, cache_file
 from labformer.data.graph.encodings import LaplacianPE, RandomWalkSE
 
@@ -103,9 +104,15 @@ def test_every_graph_dataset_config_builds_without_reading(name, tmp_path):
 
     from labformer.builders import build_datamodule
 
-    cfg = compose_config("task=graph", f"data={name}", f"paths.data_dir={tmp_path / 'nothing'}")
+    overrides = ["data.dataset=PROTEINS"] if name == "tu" else []
+    cfg = compose_config("task=graph", f"data={name}", f"paths.data_dir={tmp_path / 'nothing'}", *overrides)
     OmegaConf.resolve(cfg)
     dm = build_datamodule(cfg)  # reads nothing: the attributes below come from the class
-    assert dm.level in ("node", "graph") and dm.num_classes >= 2 and dm.num_node_features >= 1
+    if registry.get(name, kind="dataset").meta.get("sizes_from_files"):  # TU: sizes from the label files
+        with pytest.raises(MissingDataError, match=r"(?s)_graph_labels\.txt.*graphkerneldatasets.*unzip"):
+            dm.num_classes
+    else:
+        assert dm.num_classes >= 2 and dm.num_node_features >= 1
+    assert dm.level in ("node", "graph")
     assert dm.metric in ("accuracy", "balanced_accuracy", "auroc") and dm.graphs is None
     assert not (tmp_path / "nothing").exists()

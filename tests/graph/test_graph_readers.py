@@ -139,3 +139,54 @@ def test_filtered_chameleon_in_its_real_format(tmp_path):
     g = dm.graphs[0]
     assert g.num_nodes == 8 and g.edge_index.shape[1] == 6  # both directions of the 3 stored edges
     assert int(dm.split_index["train"].sum()) == 4 and int(dm.split_index["val"].sum()) == 4
+
+
+def write_tu(folder: Path, prefix: str, graphs: list[int], labels: list[int], node_labels: bool,
+             attributes: bool = False) -> None:
+    """TU's text format: 1-based node ids, every edge in both directions (here: a ring per graph)."""
+    folder.mkdir(parents=True)
+    edges, indicator, start = [], [], 1
+    for g, n in enumerate(graphs):
+        indicator += [g + 1] * n
+        for i in range(n):
+            a, b = start + i, start + (i + 1) % n
+            edges += [(a, b), (b, a)]
+        start += n
+    (folder / f"{prefix}_A.txt").write_text("".join(f"{a}, {b}\n" for a, b in edges))
+    (folder / f"{prefix}_graph_indicator.txt").write_text("".join(f"{g}\n" for g in indicator))
+    (folder / f"{prefix}_graph_labels.txt").write_text("".join(f"{y}\n" for y in labels))
+    if node_labels:
+        (folder / f"{prefix}_node_labels.txt").write_text("".join(f"{i % 3}\n" for i in range(len(indicator))))
+    if attributes:
+        (folder / f"{prefix}_node_attributes.txt").write_text("".join(f"{i}.5, {-i}.0\n" for i in range(len(indicator))))
+
+
+def test_any_tu_dataset_by_prefix_with_labels_and_attributes(tmp_path):
+    write_tu(tmp_path / "TINY", "TINY", graphs=[3, 4] * 10, labels=[1, 2] * 10, node_labels=True, attributes=True)
+    dm = registry.create("graph", "tu", kind="dataset", data_dir=str(tmp_path), dataset="TINY", node_attributes=True,
+                         cache_dir=str(tmp_path / "cache"))
+    assert (dm.num_classes, dm.num_node_features, dm.num_edge_features) == (2, 3 + 2, 0)
+    dm.setup()
+    g = dm.graphs[1]
+    assert g.num_nodes == 4 and g.edge_index.shape[1] == 8 and g.y.item() == 1
+    # its first node is the 4th node of the file: label 3 % 3 = 0, attributes 3.5, -3.0
+    assert torch.equal(g.x[0, :3], torch.tensor([1.0, 0.0, 0.0])) and g.x[0, 3:].tolist() == [3.5, -3.0]
+    sizes = {s: len(v) for s, v in dm.split_index.items()}
+    assert sizes["test"] == 2 and sizes["val"] == 2 and sum(sizes.values()) == 20  # 10% of the 18 training graphs
+
+
+def test_a_social_tu_dataset_gets_one_hot_degrees(tmp_path):
+    write_tu(tmp_path / "imdb_binary", "IMDB-BINARY", graphs=[5] * 20, labels=[0, 1] * 10, node_labels=False)
+    dm = registry.create("graph", "imdb_binary", kind="dataset", data_dir=str(tmp_path), degree_cap=3,
+                         cache_dir=str(tmp_path / "cache"))
+    assert dm.num_node_features == 4  # degrees 0..3
+    dm.setup()
+    assert torch.equal(dm.graphs[0].x, torch.nn.functional.one_hot(torch.full((5,), 2), 4).float())  # ring: degree 2
+
+
+def test_tu_needs_its_prefix_and_names_missing_files(tmp_path):
+    with pytest.raises(UserError, match="data.dataset=<NAME>"):
+        registry.create("graph", "tu", kind="dataset", data_dir=str(tmp_path))
+    dm = registry.create("graph", "enzymes", kind="dataset", data_dir=str(tmp_path))
+    with pytest.raises(UserError, match=r"(?s)ENZYMES_A\.txt.*ENZYMES\.zip.*unzip its \.txt files"):
+        dm.num_node_features

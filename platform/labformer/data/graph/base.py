@@ -1,10 +1,12 @@
 """The graph DataModule contract: PyG `Data` graphs in, PyG `Batch` out.
 
 Contract (the graph task and the backbone builders rely on it): right after `__init__`,
-before any file is read or graph generated, a DataModule knows `name`, `level` ("node":
+before any graph is read or generated, a DataModule knows `name`, `level` ("node":
 a label per node; "graph": one per graph), `num_classes`, `metric` ("accuracy",
 "balanced_accuracy" or "auroc"), `num_node_features`, `num_edge_features` (0: none) and
-the encoding sizes `lap_pe_dim` / `rw_se_dim`. Every graph carries float `x` [N, F],
+the encoding sizes `lap_pe_dim` / `rw_se_dim` (TU datasets, registered with
+`sizes_from_files`, read their small label files for the feature and class counts the first
+time those are asked for; the graphs wait for `setup` like everywhere else). Every graph carries float `x` [N, F],
 `edge_index` (both directions), optional float `edge_attr` [E, edge_dim], long `y`, and
 the requested encodings `lap_pe` / `rw_se`.
 

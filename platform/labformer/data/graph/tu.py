@@ -1,7 +1,18 @@
-"""TU graph classification (Morris et al. 2020), text format: `<data_dir>/<name>/<NAME>_*.txt`.
+"""TU graph classification (Morris et al. 2020), text format: `<data_dir>/<folder>/<PREFIX>_*.txt`.
 
-Stratified 10-fold cross-validation: `fold` picks the test fold, a stratified ninth of the
-rest is validation.
+Any TU dataset: the registered ones by name (`data=proteins`), any other by its prefix
+(`data=tu data.dataset=COLLAB`, files in `<data_dir>/COLLAB/`). Node features: one-hot node
+labels, with `node_attributes=true` also the continuous attributes; a dataset with neither
+(the social ones, IMDB-BINARY) gets the one-hot node degree, capped at `degree_cap`, as in
+Errica et al. (2020). Edge labels become one-hot edge features.
+
+Protocol of Errica et al. (ICLR 2020): stratified 10-fold cross-validation (`fold` picks the
+test fold), a stratified holdout of 10% of each training fold for validation, and model
+selection on validation only (the best epoch here; a grid is a reproduction table). The folds
+come from `split_seed`, not from Errica et al.'s published split files.
+
+The numbers of node features and classes live only in the label files: a TU DataModule reads
+those (not the graphs) the first time they are asked for, i.e. when the backbone is built.
 """
 from __future__ import annotations
 
@@ -10,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch_geometric.data import Data
 
 from labformer.data.files import RemoteFile, locate
@@ -17,15 +29,12 @@ from labformer.data.graph.base import GraphDataModule
 from labformer.errors import UserError
 from labformer.registry import register
 
-TU = {"mutag": ("MUTAG", 7, 4, 2), "nci1": ("NCI1", 37, 0, 2), "proteins": ("PROTEINS", 3, 0, 2)}
-_TU_SHA = {
-    "MUTAG_A.txt": "d9656ca7493f3445d737c711710bb36fd432dddd1c0ea32e1d4713c86ebd28e2",
-    "MUTAG_edge_labels.txt": "4669ce755075ff86c3240709345745886400908fa637a49310459b9c267b3e56",
-    "MUTAG_graph_indicator.txt": "7d520a4d6c7961c0cdeabe076d8fe27e795b6d373485c9a2b744987e560a2056",
-    "MUTAG_graph_labels.txt": "a1518ea39ba3426bd42f57396b9c4baffe68e9adc718caeeab0119c6591a5f2c",
-    "MUTAG_node_labels.txt": "678f429965490e84dd27713017538c995fc05d1621beac910848b600015ee863",
-}
+# registry name -> the files' prefix; they live in <data_dir>/<registry name>/
+TU = {"mutag": "MUTAG", "nci1": "NCI1", "proteins": "PROTEINS", "enzymes": "ENZYMES", "dd": "DD",
+      "imdb_binary": "IMDB-BINARY"}
 _TU_URL = "https://www.chrsmrrs.com/graphkerneldatasets/"
+REQUIRED = ("A", "graph_indicator", "graph_labels")
+OPTIONAL = ("node_labels", "node_attributes", "edge_labels")
 
 
 def _ints(path: Path) -> np.ndarray:
@@ -35,49 +44,96 @@ def _ints(path: Path) -> np.ndarray:
 class TUDataModule(GraphDataModule):
     level, metric = "graph", "accuracy"
 
-    def __init__(self, dataset: str, fold: int = 0, split_seed: int = 0, **base: Any):
-        """fold: test fold of the stratified 10-fold cross-validation (0..9); split_seed: seed of the folds and
-        of the validation split; download is ignored: TU ships zips without recorded checksums, so unzip the
-        .txt files yourself."""
-        if dataset not in TU:
-            raise UserError(f"unknown TU dataset '{dataset}'; one of {', '.join(TU)}")
-        if not 0 <= fold < 10:
-            raise UserError(f"data.fold={fold} must be one of the 10 folds 0..9")
-        self.name = dataset
-        self.prefix, self.num_node_features, self.num_edge_features, self.num_classes = TU[dataset]
-        self.fold, self.split_seed = fold, split_seed
+    def __init__(self, dataset: str | None = None, fold: int = 0, split_seed: int = 0, val_fraction: float = 0.1,
+                 node_attributes: bool = False, degree_cap: int = 64, **base: Any):
+        """dataset: the files' prefix (data=tu only); fold: test fold of the stratified 10-fold
+        cross-validation (0..9); split_seed: seed of the folds and of the validation holdout;
+        val_fraction: share of each training fold held out (stratified) for validation;
+        node_attributes: append the continuous node attributes to the one-hot labels; degree_cap:
+        one-hot degree features (for datasets without node labels or attributes) stop at this degree.
+        download is ignored: TU ships zips without recorded checksums, so unzip the .txt files yourself."""
+        if not dataset:
+            named = ", ".join(f"data={n}" for n in TU)
+            raise UserError("data=tu needs the dataset's file prefix: data.dataset=<NAME> for <NAME>_A.txt, ... "
+                            f"in <data_dir>/<NAME>/ (or one of the named ones: {named})")
+        if not 0 <= fold < 10 or not 0 < val_fraction < 1:
+            raise UserError(f"data.fold={fold} must be one of the 10 folds 0..9 and data.val_fraction={val_fraction} "
+                            "in (0, 1)")
+        self.name, self.val_fraction = dataset, val_fraction
+        self.prefix = TU.get(dataset, dataset)
+        self.fold, self.split_seed, self.use_attributes, self.degree_cap = fold, split_seed, node_attributes, degree_cap
         super().__init__(**base)
+        self._sizes: dict[str, Any] | None = None
+
+    @property
+    def folder(self) -> Path:
+        return locate(self.name, [self._file(k) for k in REQUIRED], self.data_dir, download=False,
+                      hint=f"TU datasets come as one zip ({_TU_URL}{self.prefix}.zip): unzip its .txt files "
+                           f"into {self.data_dir / self.name}/.")
+
+    @property
+    def sizes(self) -> dict[str, Any]:
+        if self._sizes is None:
+            self._sizes = self._scan()
+        return self._sizes
+
+    num_node_features = property(lambda self: self.sizes["node_features"])
+    num_edge_features = property(lambda self: self.sizes["edge_features"])
+    num_classes = property(lambda self: len(self.sizes["classes"]))
+
+    def _file(self, kind: str) -> RemoteFile:
+        return RemoteFile(f"{self.prefix}_{kind}.txt", _TU_URL + f"{self.prefix}.zip", "unrecorded")
+
+    def _path(self, kind: str) -> Path | None:
+        path = self.folder / f"{self.prefix}_{kind}.txt"  # (finding the folder raises when files are missing)
+        return path if path.is_file() else None
+
+    def _scan(self) -> dict[str, Any]:
+        """Sizes from the label files: classes, node label types, attribute columns, edge label types."""
+        labels, attributes, edge_labels = (self._path(k) for k in OPTIONAL)
+        if self.use_attributes and attributes is None:
+            raise UserError(f"data.node_attributes=true but {self.folder} has no {self.prefix}_node_attributes.txt")
+        sizes = {"classes": np.unique(_ints(self._path("graph_labels"))),
+                 "label_types": int(_ints(labels).max()) + 1 if labels else 0,
+                 "attribute_dims": len(attributes.open().readline().split(",")) if self.use_attributes else 0,
+                 "edge_features": int(_ints(edge_labels).max()) + 1 if edge_labels else 0}
+        sizes["by_degree"] = not (sizes["label_types"] or sizes["attribute_dims"])
+        sizes["node_features"] = (self.degree_cap + 1 if sizes["by_degree"]
+                                  else sizes["label_types"] + sizes["attribute_dims"])
+        return sizes
 
     def settings(self) -> dict[str, Any]:
-        return {"name": self.name}  # folds only choose graphs: encodings are shared
+        # folds only choose graphs: the features (and the encodings cached from them) are shared
+        return {"name": self.name, "attributes": self.use_attributes, "degree_cap": self.degree_cap}
+
+    def node_features(self, edges: np.ndarray, num_nodes: int) -> torch.Tensor:
+        parts, sizes = [], self.sizes
+        if sizes["label_types"]:
+            parts.append(F.one_hot(torch.from_numpy(_ints(self._path("node_labels"))), sizes["label_types"]).float())
+        if sizes["attribute_dims"]:
+            values = np.loadtxt(self._path("node_attributes"), delimiter=",", ndmin=2, dtype=np.float32)
+            parts.append(torch.from_numpy(values))
+        if sizes["by_degree"]:
+            degree = np.bincount(edges[:, 0], minlength=num_nodes).clip(max=self.degree_cap)
+            parts.append(F.one_hot(torch.from_numpy(degree), self.degree_cap + 1).float())
+        return torch.cat(parts, dim=1)
 
     def load(self) -> tuple[list[Data], dict[str, Any]]:
-        kinds = ["A", "graph_indicator", "graph_labels", "node_labels"] + (["edge_labels"] if self.num_edge_features else [])
-        files = [RemoteFile(f"{self.prefix}_{k}.txt", _TU_URL + f"{self.prefix}.zip",
-                            _TU_SHA.get(f"{self.prefix}_{k}.txt", "unrecorded")) for k in kinds]
-        folder = locate(self.name, files, self.data_dir, download=False,
-                        hint=f"TU datasets come as one zip ({_TU_URL}{self.prefix}.zip): unzip its .txt files there.")
-        edges = np.loadtxt(folder / files[0].name, dtype=np.int64, delimiter=",", ndmin=2) - 1  # 1-based ids
-        graph_of = _ints(folder / files[1].name) - 1
-        labels = _ints(folder / files[2].name)
-        node_labels = _ints(folder / files[3].name)
-        edge_labels = _ints(folder / files[4].name) if self.num_edge_features else None
-        classes = np.unique(labels)
-        if len(classes) != self.num_classes or node_labels.max() >= self.num_node_features or (
-                edge_labels is not None and edge_labels.max() >= self.num_edge_features):
-            raise UserError(f"{folder}: the files do not look like {self.prefix} (classes {classes.tolist()}, "
-                            f"node label types {node_labels.max() + 1}); fetch them again.")
-        y = np.searchsorted(classes, labels)  # e.g. MUTAG's -1/1 -> 0/1
-        starts = np.searchsorted(graph_of, np.arange(len(labels)))
+        edges = np.loadtxt(self._path("A"), dtype=np.int64, delimiter=",", ndmin=2) - 1  # 1-based, both directions
+        graph_of = _ints(self._path("graph_indicator")) - 1
+        y = np.searchsorted(self.sizes["classes"], _ints(self._path("graph_labels")))  # e.g. MUTAG's -1/1 -> 0/1
+        x_all = self.node_features(edges, len(graph_of))
+        edge_labels = self._path("edge_labels")
+        e_all = F.one_hot(torch.from_numpy(_ints(edge_labels)), self.num_edge_features).float() if edge_labels else None
+        if len(x_all) != len(graph_of) or edges.max() >= len(graph_of):
+            raise UserError(f"{self.folder}: the node files and the graph indicator disagree; fetch the files again")
+        starts = np.searchsorted(graph_of, np.arange(len(y)))
         ends = np.append(starts[1:], len(graph_of))
         edge_graph = graph_of[edges[:, 0]]
-        graphs = []
-        x_all = torch.nn.functional.one_hot(torch.from_numpy(node_labels), self.num_node_features).float()
-        e_all = (torch.nn.functional.one_hot(torch.from_numpy(edge_labels), self.num_edge_features).float()
-                 if edge_labels is not None else None)
         order = np.argsort(edge_graph, kind="stable")
-        bounds = np.searchsorted(edge_graph[order], np.arange(len(labels) + 1))
-        for g in range(len(labels)):
+        bounds = np.searchsorted(edge_graph[order], np.arange(len(y) + 1))
+        graphs = []
+        for g in range(len(y)):
             idx = order[bounds[g]:bounds[g + 1]]
             data = Data(x=x_all[starts[g]:ends[g]], edge_index=torch.from_numpy(edges[idx].T - starts[g]).contiguous(),
                         y=torch.tensor([int(y[g])]), num_nodes=int(ends[g] - starts[g]))
@@ -91,9 +147,14 @@ class TUDataModule(GraphDataModule):
 
         folds = list(StratifiedKFold(10, shuffle=True, random_state=self.split_seed).split(np.zeros(len(y)), y))
         rest, test = folds[self.fold]
-        train, val = train_test_split(rest, test_size=1 / 9, stratify=y[rest], random_state=self.split_seed)
+        train, val = train_test_split(rest, test_size=self.val_fraction, stratify=y[rest],
+                                      random_state=self.split_seed)
         return {"train": sorted(train.tolist()), "val": sorted(val.tolist()), "test": sorted(test.tolist())}
 
 
+# sizes_from_files: the numbers of features and classes are read from the label files when first asked for.
 for _name in TU:
-    register(_name, task="graph", kind="dataset", embedded=False, fixed=dict(dataset=_name))(TUDataModule)
+    register(_name, task="graph", kind="dataset", embedded=False, sizes_from_files=True,
+             fixed=dict(dataset=_name))(TUDataModule)
+# any other TU dataset: data=tu data.dataset=<PREFIX>
+register("tu", task="graph", kind="dataset", embedded=False, sizes_from_files=True)(TUDataModule)
