@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from labformer.errors import UserError, unknown_choice
@@ -47,9 +46,6 @@ class Entry:
         """The Hydra group whose `<name>.yaml` sets this entry's defaults."""
         return {"backbone": "model", "dataset": "data"}.get(self.kind, self.kind)
 
-    def config_file(self, conf_dir: Path) -> Path:
-        return conf_dir / self.config_group / f"{self.name}.yaml"
-
     def parameters(self) -> dict[str, Any]:
         """{name: (inspect.Parameter, type hint)} of every setting: the builder's own and, for an
         adapter, those of the class it builds (`signature`)."""
@@ -62,7 +58,8 @@ class Entry:
         """Every setting with a default a config can hold, as a build without config would use it."""
         found = {name: p.default for name, (p, _) in self.parameters().items() if p.default is not p.empty}
         found.update(self.args)
-        return {k: config_value(v) for k, v in found.items() if config_value(v) is not UNREPRESENTABLE}
+        values = {k: config_value(v) for k, v in found.items()}
+        return {k: v for k, v in values.items() if v is not UNREPRESENTABLE}
 
     def build(self, where: str | None = None, **kwargs: Any) -> Any:
         """The builder called with `args` under `kwargs`, every value checked against the signature."""

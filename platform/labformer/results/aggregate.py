@@ -90,11 +90,13 @@ def group(records: list[dict[str, Any]], by: list[str], over: tuple[str, ...] = 
                         f"({', '.join(over)}): {listed}{more}. Add them to --by (e.g. --by "
                         f"{','.join(list(differing)[:2])}) or aggregate runs of one configuration")
     cells: dict[tuple[Any, ...], Cell] = {}
+    repetitions: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
     for record, flat in zip(records, flats):
         key = tuple(_show(flat.get(k, _MISSING)) for k in by)
         cells.setdefault(key, Cell(key)).records.append(record)
-    for cell in cells.values():
-        reps = [tuple(flatten(r["config"]).get(k) for k in over) for r in cell.records]
+        repetitions.setdefault(key, []).append(tuple(flat.get(k) for k in over))
+    for key, cell in cells.items():
+        reps = repetitions[key]
         if len(set(reps)) < len(reps):
             raise UserError(f"cell {dict(zip(by, cell.key)) or 'all runs'} holds several runs of the same "
                             f"repetition ({', '.join(over)}): {', '.join(r['path'] for r in cell.records)}. "

@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 
 from labformer import CONF_DIR
 from labformer.errors import UserError
-from labformer.results.aggregate import load_records, summary
+from labformer.results.aggregate import Cell, load_records, summary
 from labformer.results.record import flatten, is_identity
 
 TABLES = CONF_DIR / "reproduce"
@@ -131,17 +131,13 @@ def table_rows(table: Table, out: Path) -> tuple[list[str], list[list[str]]]:
     rows = []
     for row in table.rows:
         paths = sorted((out / table.name / row.folder).glob("*/result.json"))
-        records = load_records(paths) if paths else []
-        values = {m: [float(r["test"][m]) for r in records if m in r["test"]] for m in table.metrics}
-        gaps = []
-        for m in table.metrics:
-            if values[m] and row.paper.get(m):
-                gaps.append(f"{(sum(values[m]) / len(values[m]) - row.paper[m]) / row.paper[m]:+.1%}")
-        commits = sorted({((r.get("git") or {}).get("commit") or "?")[:8] for r in records})
-        dirty = " (dirty)" if any((r.get("git") or {}).get("dirty") for r in records) else ""
-        rows.append([row.name, str(len(records)), *(summary(values[m]) for m in table.metrics),
+        cell = Cell((row.name,), load_records(paths) if paths else [])
+        values = {m: cell.values(m) for m in table.metrics}
+        gaps = [f"{(sum(values[m]) / len(values[m]) - row.paper[m]) / row.paper[m]:+.1%}"
+                for m in table.metrics if values[m] and row.paper.get(m)]
+        rows.append([row.name, str(len(cell.records)), *(summary(values[m]) for m in table.metrics),
                      *(f"{row.paper[m]}" if m in row.paper else "-" for m in table.metrics),
-                     " / ".join(gaps) or "-", (",".join(commits) + dirty) or "-"])
+                     " / ".join(gaps) or "-", cell.commits() if cell.records else "-"])
     return header, rows
 
 

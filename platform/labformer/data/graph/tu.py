@@ -16,6 +16,7 @@ those (not the graphs) the first time they are asked for, i.e. when the backbone
 """
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ class TUDataModule(GraphDataModule):
         super().__init__(**base)
         self._sizes: dict[str, Any] | None = None
 
-    @property
+    @cached_property
     def folder(self) -> Path:
         return locate(self.name, [self._file(k) for k in REQUIRED], self.data_dir, download=False,
                       hint=f"TU datasets come as one zip ({_TU_URL}{self.prefix}.zip): unzip its .txt files "
