@@ -5,8 +5,8 @@ pickles (x/tx/allx scipy CSR features, y/ty/ally one-hot labels, graph a dict of
 lists). Train = the first len(y) nodes (Cora 140, CiteSeer 120, PubMed 60), val = the next
 500, test = the 1000 ids in `test.index`. Row k of tx/ty is node test.index[k]; CiteSeer's
 test ids leave gaps (isolated nodes without features in the files): those nodes get zero
-features and are in no split, as in PyG's reader. Cora's files are checked against their
-sha256 before unpickling (and downloaded when absent); the others' checksums are not recorded
+features and are in no split, as in PyG's reader. Cora's and CiteSeer's files are checked against their
+sha256 before unpickling (and downloaded when absent); PubMed's checksums are not recorded
 here, so they are read from the data directory only: unpickling files you put there is your
 trust decision, as with any pickle.
 """
@@ -36,8 +36,18 @@ _CORA_SHA = {
     "x": "23cfa55d91c6f624233f5eb7b6e3f141f1bd2b2ae39608a63cf5d084bb27baab",
     "y": "94465c14eb53e04ca262198dcbb2521ee8af60fb3f3d546cd6ca24a511b0e7d1",
 }
+_CITESEER_SHA = {
+    "allx": "2ac30345d95c9ec933a817ee0bdd6a5f077f8c184a20e696910192d534414668",
+    "ally": "f704b2d986dde6c2669934de1f3ae5696a6cf9455c0f6b2646a2d135ea0a1c95",
+    "graph": "d79a4ef9d3e7169aee8946145f6b7306e35bc79bffad26346cfb94e10e9912a7",
+    "test.index": "2af990671580b6b2df5d158d1038f8292e30c9cd821b5453f399659b25b723d4",
+    "tx": "539a8906a2da97628d212f2fdd668c109a8b3f0d36574b59e5d3fd5b5303da21",
+    "ty": "55e5bd1ba1e733a04598753ad1a8d57957f4b8f89e74519f41f4f4938767e4ce",
+    "x": "d20de19150741e555de0ed037195630fc194114ebc7fd72ced62810148aa22f6",
+    "y": "8ba87e515d8e3ee3cf52f6d2c5b86aa73f11ecad825a808455209ec26cd54924",
+}
 # name: (node features, classes, sha256 per part or None when not recorded here)
-PLANETOID = {"cora": (1433, 7, _CORA_SHA), "citeseer": (3703, 6, None), "pubmed": (500, 3, None)}
+PLANETOID = {"cora": (1433, 7, _CORA_SHA), "citeseer": (3703, 6, _CITESEER_SHA), "pubmed": (500, 3, None)}
 
 
 def read_planetoid(folder, name: str, checksums: dict[str, str] | None) -> tuple[np.ndarray, np.ndarray, dict, int,
@@ -66,7 +76,6 @@ def read_planetoid(folder, name: str, checksums: dict[str, str] | None) -> tuple
     return x, y.argmax(1), parts["graph"], len(parts["y"]), test_ids
 
 
-# batch_size 1: one graph, so every step sees all nodes; the split's mask picks the scored ones.
 # batch_size 1: one graph, so every step sees all nodes; the split's mask picks the scored ones.
 class PlanetoidDataModule(GraphDataModule):
     level, metric, transductive, folder = "node", "accuracy", True, "planetoid"
