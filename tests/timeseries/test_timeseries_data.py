@@ -106,6 +106,22 @@ def test_univariate_mode_keeps_the_target_only(tmp_path):
     np.testing.assert_allclose(x[:, 0].numpy(), expected, rtol=1e-5)
 
 
+def test_weather_header_with_latin1_units_reads(tmp_path):
+    # Time-Series-Library's weather.csv: 21 variables, units in Latin-1 bytes (m\xb2, \xb5mol), target OT.
+    names = ["p (mbar)", "SWDR (W/m\xb2)", "PAR (\xb5mol/m\xb2/s)", "OT"]
+    rows = [f"2020-01-01 00:{i:02d}:00,{1008 + i * 0.1:.2f},{i % 3}.0,{i * 2}.5,{428 - i}.1" for i in range(40)]
+    path = tmp_path / "weather.csv"
+    path.write_bytes(("date," + ",".join(names) + "\n" + "\n".join(rows) + "\n").encode("latin-1"))
+    dm = data("csv_series", path="weather.csv", data_dir=str(tmp_path), lookback=8, horizon=4)
+    assert dm.channels == 4
+    dm.setup()
+    assert len(dm.sets["train"]) == 28 - 8 - 4 + 1
+    only = data("csv_series", path="weather.csv", data_dir=str(tmp_path), lookback=8, horizon=4,
+                features="M", columns=["PAR (\xb5mol/m\xb2/s)", "OT"])
+    only.setup()
+    assert only.sets["train"][0][0].shape == (8, 2)
+
+
 def test_test_loader_keeps_every_window_unless_asked(tmp_path):
     path = tmp_path / "s.csv"
     write_csv(path, 500)

@@ -163,8 +163,7 @@ class SeriesDataModule(ForecastDataModule):
 # ---------------------------------------------------------------------------------------------
 def read_csv_columns(path: Path, columns: list[str] | None = None) -> tuple[list[str], np.ndarray]:
     """(names, values [T,C]) of a CSV whose first column is the timestamp; `columns` picks variables."""
-    with open(path) as f:
-        header = f.readline().strip().split(",")
+    header = ["date"] + header_columns(path)
     variables = header[1:]
     wanted = variables if columns is None else list(columns)
     unknown = [c for c in wanted if c not in variables]
@@ -172,12 +171,19 @@ def read_csv_columns(path: Path, columns: list[str] | None = None) -> tuple[list
         raise UserError(f"{path}: no column(s) {unknown}; the file has {variables}. Fix: data.columns / data.target.")
     try:
         values = np.loadtxt(path, delimiter=",", skiprows=1, usecols=[header.index(c) for c in wanted],
-                            dtype=np.float64, ndmin=2)
+                            dtype=np.float64, ndmin=2, encoding="latin-1")
     except ValueError as e:
         raise UserError(f"{path}: not a numeric CSV after its timestamp column ({e}).") from e
     return wanted, values
 
 
 def header_columns(path: Path) -> list[str]:
-    with open(path) as f:
-        return f.readline().strip().split(",")[1:]
+    """The variables' names. Weather's header writes units in Latin-1 (W/m\u00b2, \u00b5mol): a name that is not
+    UTF-8 is read as Latin-1, so data.target/columns spell it as printed in the error of a wrong name."""
+    with open(path, "rb") as f:
+        line = f.readline()
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        text = line.decode("latin-1")
+    return text.strip().split(",")[1:]
