@@ -90,3 +90,28 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def fake_omniglot_runs(path: Path, runs: int, ways: int, order) -> None:
+    """Omniglot's all_runs.zip's layout: runNN/{training/classKK.png,test/itemKK.png,class_labels.txt}; test item
+    i is of training class order[i] (a stroke at that class's position, shifted by a pixel)."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    def png(k: int, shift: int) -> bytes:
+        img = Image.new("1", (105, 105), 1)
+        img.paste(0, (8 * k + shift, 10, 8 * k + shift + 6, 60))
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        return buf.getvalue()
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for r in range(1, runs + 1):
+            lines = []
+            for k in range(ways):
+                zf.writestr(f"run{r:02d}/training/class{k + 1:02d}.png", png(k, 0))
+                zf.writestr(f"run{r:02d}/test/item{k + 1:02d}.png", png(order[k], 1))
+                lines.append(f"run{r:02d}/test/item{k + 1:02d}.png run{r:02d}/training/class{order[k] + 1:02d}.png")
+            zf.writestr(f"run{r:02d}/class_labels.txt", "\n".join(lines) + "\n")

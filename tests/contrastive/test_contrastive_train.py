@@ -11,7 +11,7 @@ from labformer import pipeline, registry
 from labformer.errors import UserError
 from labformer.tasks.contrastive import ContrastiveTask
 
-from conftest import compose_config, require_data
+from conftest import compose_config, fake_omniglot_runs, require_data
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 OBJECTIVES = registry.list_models(kind="objective")
@@ -64,14 +64,19 @@ def test_a_digits_run_reports_knn_probe_and_spread_and_eval_matches(tmp_path):
 
 
 def test_an_omniglot_triplet_run_reports_one_shot_accuracy_on_held_out_characters(tmp_path):
-    require_data("omniglot/images_background_small1.zip")
+    small1 = require_data("omniglot/images_background_small1.zip")
+    (tmp_path / "data" / "omniglot").mkdir(parents=True)
+    (tmp_path / "data" / "omniglot" / small1.name).symlink_to(small1.absolute())
+    fake_omniglot_runs(tmp_path / "data" / "omniglot" / "all_runs.zip", 2, 4, [1, 0, 3, 2])
     cfg = compose_config("task=contrastive", "objective=triplet", "data=omniglot", "task.pk_sampler.classes=8",
-                         "task.episodes.episodes=50", *QUICK, log_dir=tmp_path)
+                         "task.episodes.episodes=50", "data.official_runs=true", f"paths.data_dir={tmp_path / 'data'}",
+                         *QUICK, log_dir=tmp_path)
     result = pipeline.train(cfg)  # the default monitor, val/knn_acc, becomes the one the data can report
     metrics = result.test_metrics
     assert (cfg.task.monitor, cfg.task.mode) == ("val/oneshot_acc", "max") and result.monitor_value is not None
     assert "test/knn_acc" not in metrics  # test characters are not in the training bank
     assert 0.0 <= metrics["test/oneshot_20way_acc"] <= 1.0
+    assert metrics["test/official_oneshot_acc"] in {k / 8 for k in range(9)}  # 2 runs x 4 test images
 
 
 def test_unknown_objective_names_the_close_match():

@@ -17,6 +17,8 @@ from labformer.errors import UserError
 from labformer.registry import create, get
 from labformer.evaluation.episodes import episode_accuracy, sample_episodes
 
+from conftest import fake_omniglot_runs
+
 DATA = Path(os.environ.get("LABFORMER_DATA_DIR", Path(__file__).parents[3] / "shared" / "data"))
 SMALL1 = DATA / "omniglot" / omniglot.SMALL1.name
 needs_small1 = pytest.mark.skipif(not SMALL1.is_file(), reason=f"{SMALL1} absent")
@@ -231,3 +233,41 @@ def test_episodes_on_omniglot_test_characters(dm):
         assert len(set(test.alphabets[e.support_idx].tolist())) == 1
     pixels = test.images.flatten(1).float()  # raw pixels: well above the 20% of chance
     assert episode_accuracy(pixels, test.labels, episodes) > 0.3
+
+
+def test_small1_and_small2_together_form_one_background(tmp_path):
+    home = tmp_path / "omniglot"
+    _fake_zip(home / omniglot.SMALL1.name, "images_background_small1", {"Beta": 3, "Delta": 3}, 2, 1)
+    _fake_zip(home / omniglot.SMALL2.name, "images_background_small2", {"Alpha": 4}, 2, 7)
+    module = build(tmp_path, archive="small1+small2", val_fraction=0.4, test_fraction=0.4, download=False)
+    module.setup()
+    assert [p.name for p in module.archives] == [omniglot.SMALL1.name, omniglot.SMALL2.name]
+    assert module.alphabet_names == ["Beta", "Delta", "Alpha"] and len(module.character_names) == 10
+    assert set(module.test_set.alphabets.tolist()) == {0, 1, 2}  # every alphabet keeps test characters
+
+
+def test_official_runs_read_in_their_layout_and_score_a_matching_encoder(tmp_path):
+    from labformer.data.contrastive.omniglot_runs import ALL_RUNS, read_oneshot_runs
+    from labformer.evaluation.episodes import fixed_runs_accuracy
+
+    home = tmp_path / "omniglot"
+    _fake_zip(home / omniglot.SMALL1.name, "images_background_small1", {"Beta": 3, "Delta": 3}, 2, 1)
+    order = [2, 0, 3, 1]
+    fake_omniglot_runs(home / ALL_RUNS.name, 2, 4, order)
+    runs = read_oneshot_runs(home / ALL_RUNS.name)
+    assert [r.name for r in runs] == ["run01", "run02"] and runs[0].answers.tolist() == order
+    assert runs[0].support.shape == (4, 1, 105, 105) and runs[0].support[0, 0, 30, 2] == 255  # strokes bright
+    module = build(tmp_path, img_size=105, official_runs=True, val_fraction=0.4, test_fraction=0.4, download=False)
+    ready = module.oneshot_runs()
+    assert len(ready) == 2 and ready[0][0].dtype == torch.float32  # normalised like every evaluated image
+    flat = lambda x: x.flatten(1)  # noqa: E731  raw pixels: each test stroke overlaps only its class's
+    assert fixed_runs_accuracy(flat, ready) == 1.0
+    shuffled = [(s, q, (a + 1) % 4) for s, q, a in ready]  # every answer wrong
+    assert fixed_runs_accuracy(flat, shuffled) == 0.0
+    assert build(tmp_path, download=False).oneshot_runs() is None  # off by default
+
+
+def test_missing_official_runs_name_the_file_and_url(tmp_path):
+    module = build(tmp_path, official_runs=True, download=False)
+    with pytest.raises(MissingDataError, match=r"(?s)all_runs\.zip.*one-shot-classification/all_runs\.zip"):
+        module.oneshot_runs()

@@ -125,3 +125,21 @@ def episode_accuracy(features, labels, episodes: Sequence[Episode | tuple], scor
     if total == 0:
         raise ValueError("no queries: pass at least one episode with queries")
     return correct / total
+
+
+@torch.no_grad()
+def fixed_runs_accuracy(encode: Callable[[torch.Tensor], torch.Tensor], runs, score: Score | None = None) -> float:
+    """Mean accuracy over fixed one-shot runs (e.g. Lake et al.'s 20): each run is (support inputs [K,...],
+    query inputs [Q,...], answers [Q] = the support index of each query's class); `encode` maps inputs
+    to features. Every support sample is its own class, so the runs score like one-shot episodes."""
+    correct = total = 0
+    for support, queries, answers in runs:
+        k, q = len(support), len(queries)
+        feats = encode(torch.cat([support, queries]))
+        labels = torch.cat([torch.arange(k), torch.as_tensor(answers)])
+        run = Episode(np.arange(k), np.arange(k), np.arange(k, k + q), labels[k:].numpy())
+        correct += episode_accuracy(feats, labels, [run], score=score) * q
+        total += q
+    if total == 0:
+        raise ValueError("no runs: pass at least one (support, queries, answers)")
+    return correct / total

@@ -179,6 +179,12 @@ class ContrastiveTask(Task):
                 metrics["test/probe_acc"] = embedding_eval.linear_probe(bank, bank_labels, feats, labels)
         if labelled and self.class_disjoint and self.episodes:
             metrics[f"test/oneshot_{self.episodes['n_way']}way_acc"] = self.episode_accuracy("test", feats, labels)
+        runs = getattr(self.trainer.datamodule, "oneshot_runs", lambda: None)()
+        if runs:  # Lake et al.'s 20 official runs (Omniglot's data.official_runs=true)
+            from labformer.evaluation.episodes import fixed_runs_accuracy
+
+            encode = lambda x: self.embed_loader([{"x": x, "y": torch.zeros(len(x), dtype=torch.long)}])[0]  # noqa: E731
+            metrics["test/official_oneshot_acc"] = fixed_runs_accuracy(encode, runs, score=self.objective.score)
         for key, value in metrics.items():
             self.log(key, value, sync_dist=False, rank_zero_only=True)
         self.test_features = (feats, labels)  # for the embedding picture

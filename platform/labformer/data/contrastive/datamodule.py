@@ -121,6 +121,11 @@ class ContrastiveDataModule(L.LightningDataModule):
         groups = getattr(self.base, "alphabets", None)
         return None if not groups else np.asarray(groups[split])
 
+    def oneshot_runs(self):
+        """The base dataset's fixed one-shot runs (Omniglot's official 20 with data.official_runs), else None."""
+        runs = getattr(self.base, "oneshot_runs", None)
+        return runs() if runs else None
+
     def labels(self, split: str) -> torch.Tensor:
         self.setup()
         return torch.as_tensor(self.adapter.split(split)[1])

@@ -4,8 +4,10 @@ training.
 
 Archives, read straight from the zip files in `<data_dir>/omniglot/`:
 
-- `images_background_small1.zip` (5 alphabets, 136 characters): its sha256 is known, so it
-  is the one archive `download=true` fetches (checksum-verified, through `files.locate`).
+- `images_background_small1.zip` (5 alphabets, 136 characters) and `images_background_small2.zip`
+  (5 more alphabets; `archive=small1+small2` reads both): their sha256 are known, so
+  `download=true` fetches them (checksum-verified, through `files.locate`), as it does the 20
+  official one-shot runs (`official_runs=true`, omniglot_runs.py).
 - `images_background.zip` (30 alphabets, 964 characters) and `images_evaluation.zip`
   (20 alphabets, 659 characters): no checksum is published for them and `files.py` only
   downloads against a known sha256, so they are never downloaded. Put them in the folder by
@@ -45,11 +47,15 @@ from labformer.registry import register
 URL = "https://github.com/brendenlake/omniglot/raw/master/python/"
 SMALL1 = RemoteFile("images_background_small1.zip", URL + "images_background_small1.zip",
                     "f38eb80f801274ac2b4dff5b24289016bfaba4a7d5bb50deebf27104ad6cb8a4")
+SMALL2 = RemoteFile("images_background_small2.zip", URL + "images_background_small2.zip",
+                    "3ccaa407515a8778e5d0861875af38b17e418f301ad5bb3b5a6b65d901a41c7f")
+SMALLS = "small1+small2"  # Lake et al.'s minimal background: both small sets (10 alphabets)
 BACKGROUND = "images_background.zip"
 EVALUATION = "images_evaluation.zip"
 SIDE = 105  # every Omniglot PNG is 105x105
 
-Archive = Literal["auto", "images_background.zip", "images_background_small1.zip", "images_background_small2.zip"]
+Archive = Literal["auto", "images_background.zip", "images_background_small1.zip", "images_background_small2.zip",
+                  "small1+small2"]
 TestCharacters = Literal["auto", "evaluation", "held_out"]
 
 
@@ -145,13 +151,14 @@ class OmniglotDataModule(VisionDataModule):
     def __init__(self, data_dir: str | Path = "data", batch_size: int = 64, num_workers: int = 0,
                  img_size: int = 28, archive: Archive = "auto", test_characters: TestCharacters = "auto",
                  val_fraction: float = 0.2, test_fraction: float = 0.33, split_seed: int = 0,
-                 download: bool = True):
+                 official_runs: bool = False, download: bool = True):
         """img_size: side after resizing the 105 px originals once at load (antialiased); archive: auto
-        (images_background.zip if present, else images_background_small1.zip) or an archive's file
-        name; test_characters: auto (images_evaluation.zip's characters if present, else held
+        (images_background.zip if present, else images_background_small1.zip), an archive's file
+        name or small1+small2; test_characters: auto (images_evaluation.zip's characters if present, else held
         out) | evaluation | held_out; val_fraction: share of every alphabet's non-test characters
         held out for validation; test_fraction: share held out for test without the evaluation
-        archive; split_seed: the train/val character split (held-out test characters are fixed)."""
+        archive; split_seed: the train/val character split (held-out test characters are fixed);
+        official_runs: also test on Lake et al.'s 20 one-shot runs (test/official_oneshot_acc)."""
         super().__init__(data_dir, batch_size, num_workers, img_size, augment=False,
                          val_fraction=val_fraction, split_seed=split_seed, download=download)
         for key, value, valid in (("archive", archive, get_args(Archive)),
@@ -162,6 +169,7 @@ class OmniglotDataModule(VisionDataModule):
         if not 0 < test_fraction < 1:
             raise UserError(f"data.test_fraction={test_fraction!r} is out of range. Fix: 0<test_fraction<1.")
         self.archive, self.test_characters, self.test_fraction = archive, test_characters, test_fraction
+        self.official_runs = official_runs
         mean, std = self.STATS[min(self.STATS, key=lambda s: abs(s - img_size))]
         self.mean, self.std = (mean,), (std,)
         self.num_classes: int | None = None  # train characters, after setup()
@@ -173,23 +181,38 @@ class OmniglotDataModule(VisionDataModule):
         self.archives: list[Path] = []  # the files read
 
     # -- files -------------------------------------------------------------------------
-    def find(self, download: bool) -> tuple[Path, Path | None]:
-        """(background archive, evaluation archive or None); raises MissingDataError."""
+    def find(self, download: bool) -> tuple[list[Path], Path | None]:
+        """(background archives, evaluation archive or None); raises MissingDataError."""
         home = self.data_dir.expanduser().absolute() / self.name
         background = self.archive
         if background == "auto":
             background = BACKGROUND if (home / BACKGROUND).is_file() else SMALL1.name
+        backgrounds = [SMALL1.name, SMALL2.name] if background == SMALLS else [background]
         use_evaluation = self.test_characters == "evaluation" or (
             self.test_characters == "auto" and (home / EVALUATION).is_file())
-        by_hand = [n for n in (background, EVALUATION if use_evaluation else None)
-                   if n is not None and n != SMALL1.name and not (home / n).is_file()]
+        known = {f.name: f for f in (SMALL1, SMALL2)}
+        by_hand = [n for n in backgrounds + ([EVALUATION] if use_evaluation else [])
+                   if n not in known and not (home / n).is_file()]
         if by_hand:
             raise MissingDataError(self._by_hand_message(by_hand, home))
-        if background == SMALL1.name:
+        downloadable = [known[n] for n in backgrounds if n in known]
+        if downloadable:
             hint = (f"Also accepted in {home}/ (found by name, never downloaded: no published checksum): "
                     f"{BACKGROUND} (964 characters) and {EVALUATION} (659 test characters) from {URL}")
-            home = locate(self.name, [SMALL1], self.data_dir, download=download, hint=hint)
-        return home / background, (home / EVALUATION if use_evaluation else None)
+            home = locate(self.name, downloadable, self.data_dir, download=download, hint=hint)
+        return [home / n for n in backgrounds], (home / EVALUATION if use_evaluation else None)
+
+    def oneshot_runs(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None:
+        """With official_runs: per run, (training images [20,1,S,S], test images, answers [20]) as the
+        evaluation transform gives them; None without."""
+        if not self.official_runs:
+            return None
+        from labformer.data.contrastive.omniglot_runs import ALL_RUNS, read_oneshot_runs
+
+        folder = locate(self.name, [ALL_RUNS], self.data_dir, download=self.download)
+        ready = self.eval_transform()
+        return [(ready(self._resize(torch.from_numpy(r.support))), ready(self._resize(torch.from_numpy(r.queries))),
+                 torch.from_numpy(r.answers)) for r in read_oneshot_runs(folder / ALL_RUNS.name)]
 
     def _by_hand_message(self, names: list[str], home: Path) -> str:
         lines = [f"dataset 'omniglot': {len(names)} file(s) not found:"]
@@ -207,8 +230,8 @@ class OmniglotDataModule(VisionDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:  # read once; every stage reuses the tensors
             return
-        background, evaluation = self.find(self.download)
-        self.archives = [background] + ([evaluation] if evaluation else [])
+        backgrounds, evaluation = self.find(self.download)
+        self.archives = backgrounds + ([evaluation] if evaluation else [])
         parts = [read_omniglot_zip(p) for p in self.archives]
         offsets = np.cumsum([0] + [len(p.names) for p in parts])
         labels = np.concatenate([p.characters + off for p, off in zip(parts, offsets)])
@@ -218,7 +241,7 @@ class OmniglotDataModule(VisionDataModule):
         self.alphabet_names = sorted(set(alphabet_per_char), key=alphabet_per_char.index)  # first-seen order
         self.alphabet_of = np.asarray([self.alphabet_names.index(a) for a in alphabet_per_char], dtype=np.int64)
 
-        eval_chars = np.arange(offsets[1], offsets[-1]) if evaluation else None
+        eval_chars = np.arange(offsets[len(backgrounds)], offsets[-1]) if evaluation else None
         chars = split_characters(self.alphabet_of, eval_chars, self.val_fraction, self.test_fraction,
                                  self.split_seed, self.TEST_SEED)
         for split, ids in chars.items():
