@@ -24,7 +24,7 @@ from labformer.tasks.vision import VisionTask
 from graph_samples import EDGE_DIM, IN_DIM, LAP, RW, tiny_graph
 
 # Test size: fewer and narrower layers where a setting allows it (the slow ones: ViT-S, T2T-14, TNT).
-SMALLER = {"depth": 2, "num_layers": 2, "local_layers": 2, "global_layers": 1, "hidden": 16}
+SMALLER = {"depth": 2, "num_layers": 2, "num_blocks": 2, "local_layers": 2, "global_layers": 1, "hidden": 16}
 # Parameters that legitimately get no gradient (shell patterns, at the test size of 2 layers).
 EXEMPT: dict[str, tuple[str, ...]] = {
     # The paper's layer updates the edge stream in every layer, the last one's feeds nothing; and

@@ -8,16 +8,31 @@ all-attention layer of Sukhbaatar et al. 2019).
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Literal
 
 import torch
 import torch.nn as nn
 
+from labformer import registry
 from labformer.errors import UserError
 from labformer.layers.attention.base import build_attention
 from labformer.layers.build import build_layer
 
 LAYOUTS = ("sequential", "parallel")
+
+
+def build_ffn(name: str, dim: int, causal: bool, dropout: float, bias: bool, kwargs: dict[str, Any]) -> nn.Module:
+    """The FFN `name`; variants that see other tokens (registry meta causal=False: soft_moe) refuse a causal
+    block, and variants that take `causal` (the MoE layers) are told, so they can refuse settings that are not."""
+    entry = registry.get(name, kind="ffn")
+    if causal and entry.meta.get("causal") is False:
+        causal_ones = ", ".join(e.name for e in registry.entries("ffn") if e.meta.get("causal", True))
+        raise UserError(f"model.ffn={name} mixes tokens across the sequence, so it cannot be used in a causal "
+                        f"(decoder) model. Fix: one of {causal_ones}")
+    if "causal" in inspect.signature(entry.builder).parameters:
+        kwargs = {**kwargs, "causal": causal}
+    return build_layer("ffn", name, "model.ffn_kwargs", dim=dim, dropout=dropout, bias=bias, **kwargs)
 
 
 class TransformerBlock(nn.Module):
@@ -34,8 +49,7 @@ class TransformerBlock(nn.Module):
         self.norm1 = build_layer("norm", norm, "model.norm_kwargs", dim=dim, **norm_kwargs)
         self.attn = build_attention(attention, dim=dim, num_heads=num_heads, causal=causal, max_len=max_len,
                                     dropout=dropout, bias=bias, **(attention_kwargs or {}))
-        self.ffn = None if ffn == "none" else build_layer("ffn", ffn, "model.ffn_kwargs", dim=dim,
-                                                          dropout=dropout, bias=bias, **(ffn_kwargs or {}))
+        self.ffn = None if ffn == "none" else build_ffn(ffn, dim, causal, dropout, bias, ffn_kwargs or {})
         self.norm2 = build_layer("norm", norm, "model.norm_kwargs", dim=dim, **norm_kwargs) \
             if self.ffn is not None and layout == "sequential" else None
         self.drop = nn.Dropout(dropout)

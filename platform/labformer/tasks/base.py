@@ -109,6 +109,8 @@ class Task(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss = self.step(batch, "train")
+        extra = self.auxiliary_loss("train")
+        loss = loss if extra is None else loss + extra
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"the training loss became {loss.item()} at global step {self.global_step} "
@@ -116,6 +118,22 @@ class Task(L.LightningModule):
                 "optimiser step, so the last saved checkpoint holds the last good weights. "
                 "Try a lower task.lr, trainer.gradient_clip_val=1.0, or trainer.precision=32-true")
         return loss
+
+    def auxiliary_loss(self, stage: str) -> torch.Tensor | None:
+        """The mixture-of-experts layers' auxiliary losses of the last forward (load balancing, router z,
+        consistency), each logged as <stage>/<name> beside the share of dropped tokens; None without MoE."""
+        from labformer.layers.moe import collect_aux_losses, moe_layers
+
+        if getattr(self, "_moe_layers", None) is None:
+            self._moe_layers = moe_layers(self)
+        if not self._moe_layers:
+            return None
+        losses = collect_aux_losses(self._moe_layers)
+        for name, value in losses.items():
+            self.log(f"{stage}/{name}", value, on_step=False, on_epoch=True)
+        self.log(f"{stage}/moe_dropped", sum(m.dropped for m in self._moe_layers) / len(self._moe_layers),
+                 on_step=False, on_epoch=True)
+        return sum(losses.values()) if losses else None
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self.step(batch, "val")
