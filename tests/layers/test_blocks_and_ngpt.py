@@ -11,6 +11,7 @@ from labformer.errors import UserError
 from labformer.layers.attention import causal_attention_names
 from labformer.layers.block import TransformerBlock
 from labformer.layers.ffn import PolyNorm, PolyReLU
+from labformer.layers.moe import collect_aux_losses, moe_layers
 from labformer.models.lm.gpt import GPT
 from labformer.models.lm.ngpt import NGPT
 from labformer.tasks.lm import LMTask
@@ -26,18 +27,25 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def trains_a_step(task: LMTask, causal: bool = True) -> None:
+def trains_a_step(task: LMTask, causal: bool = True, steps: int = 1) -> None:
+    """Every parameter gets a gradient (over `steps` steps: a mixture of experts routes each step's tokens
+    to some experts only) and changes; the loss includes the MoE layers' auxiliary losses, as in training."""
     torch.manual_seed(0)
-    x = torch.randint(0, 11, (3, 16))
     before = {n: p.detach().clone() for n, p in task.named_parameters()}
     opt = torch.optim.AdamW(task.parameters(), lr=1e-2)
-    target = x.roll(-1, 1) if causal else x
-    loss = F.cross_entropy(task(x).flatten(0, 1), target.flatten())
-    loss.backward()
-    opt.step()
-    assert torch.isfinite(loss)
+    reached: set[str] = set()
+    for _ in range(steps):
+        x = torch.randint(0, 11, (3, 16))
+        target = x.roll(-1, 1) if causal else x
+        loss = F.cross_entropy(task(x).flatten(0, 1), target.flatten())
+        loss = loss + sum(collect_aux_losses(moe_layers(task)).values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        assert torch.isfinite(loss)
+        reached |= {n for n, p in task.named_parameters() if p.grad is not None and p.grad.abs().sum()}
     changed = [n for n, p in task.named_parameters() if not torch.equal(before[n], p)]
-    frozen = [n for n, p in task.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    frozen = [n for n, _ in task.named_parameters() if n not in reached]
     assert not frozen, f"no gradient reaches {frozen}"
     assert len(changed) == len(before)
 
@@ -56,7 +64,10 @@ def test_every_attention_trains_a_step_in_gpt(attention):
 @pytest.mark.parametrize("ffn", registry.list_models(kind="ffn") + ["none"])
 @pytest.mark.parametrize("layout", ["sequential", "parallel"])
 def test_every_norm_ffn_and_layout_trains_a_step(norm, ffn, layout):
-    trains_a_step(LMTask(GPT(**TINY, norm=norm, ffn=ffn, layout=layout), vocab_size=11))
+    causal = registry.get(ffn, kind="ffn").meta.get("causal", True) if ffn != "none" else True
+    steps = 8 if ffn in ("moe_topk", "soft_moe", "thor") else 1  # THOR: 2 of 4 experts per step
+    backbone = GPT(**TINY, causal=causal, norm=norm, ffn=ffn, layout=layout)
+    trains_a_step(LMTask(backbone, vocab_size=11), causal=causal, steps=steps)
 
 
 def test_parallel_block_sums_attention_and_ffn_of_one_norm():

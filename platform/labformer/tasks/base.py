@@ -119,6 +119,16 @@ class Task(L.LightningModule):
                 "Try a lower task.lr, trainer.gradient_clip_val=1.0, or trainer.precision=32-true")
         return loss
 
+    def configure_callbacks(self) -> list[L.Callback]:
+        """Callbacks every family gets: the expert-load picture when the backbone has MoE layers."""
+        from labformer.layers.moe import moe_layers
+
+        if not moe_layers(self):
+            return []
+        from labformer.callbacks.expert_load import ExpertLoad
+
+        return [ExpertLoad()]
+
     def auxiliary_loss(self, stage: str) -> torch.Tensor | None:
         """The mixture-of-experts layers' auxiliary losses of the last forward (load balancing, router z,
         consistency), each logged as <stage>/<name> beside the share of dropped tokens; None without MoE."""

@@ -116,7 +116,7 @@ class ContrastiveTask(Task):
         from labformer.callbacks.embedding_projection import EmbeddingProjection
         from labformer.callbacks.knn_monitor import KNNMonitor
 
-        return [KNNMonitor(), EmbeddingProjection()]
+        return [*super().configure_callbacks(), KNNMonitor(), EmbeddingProjection()]
 
     # -- steps -------------------------------------------------------------------------------
     def forward(self, x: Any) -> torch.Tensor:

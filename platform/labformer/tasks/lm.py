@@ -98,7 +98,7 @@ class LMTask(Task):
         self._tokens, self._seconds, self._t0 = 0, 0.0, 0.0
 
     def configure_callbacks(self) -> list[L.Callback]:
-        callbacks: list[L.Callback] = []
+        callbacks = super().configure_callbacks()
         if self.objective == "causal_lm" and self.sampling["num_tokens"] > 0:
             callbacks.append(TextSamples(**self.sampling))
         if self.backbone.normalizes_weights:
