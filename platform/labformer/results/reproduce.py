@@ -63,7 +63,11 @@ def load_table(name_or_path: str) -> Table:
     if not path.is_file():
         known = sorted(p.stem for p in TABLES.glob("*.yaml"))
         raise UserError(f"no reproduction table {name_or_path} ({path}); the shipped ones: {', '.join(known)}")
-    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    try:
+        raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except Exception as e:  # YAML syntax (e.g. an unquoted ': ' inside a note)
+        raise UserError(f"{path} is not a valid table file: {type(e).__name__}: {e}".splitlines()[0] +
+                        " (quote text that contains ': ' or '#')") from None
     missing = [k for k in ("title", "source", "metrics", "rows", "repeat") if k not in raw]
     if missing or not isinstance(raw.get("repeat"), dict) or len(raw["repeat"]) != 1:
         raise UserError(f"{path}: a table needs title, source, metrics, rows and repeat (one key, e.g. "
