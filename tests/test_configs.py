@@ -54,6 +54,14 @@ def test_a_setting_absent_from_every_yaml_is_overridable_without_plus():
     assert (cfg.model.expander_degree, cfg.task.pooling) == (6, "sum")
 
 
+def test_option_mappings_take_new_keys_without_plus_but_settings_stay_checked():
+    cfg = compose_config("task=lm", "model=gpt", "model.ffn=moe_topk", "model.ffn_kwargs.num_experts=4",
+                         "model.attention_kwargs={num_features: 16}")
+    assert cfg.model.ffn_kwargs == {"num_experts": 4} and cfg.model.attention_kwargs == {"num_features": 16}
+    with pytest.raises(Exception, match="num_expert"):  # a typo outside an option mapping is still refused
+        compose_config("task=lm", "model=gpt", "model.num_experts=4")
+
+
 def test_a_task_config_holds_the_family_defaults_its_yaml_does_not_restate():
     for entry in registry.entries("task"):
         cfg = compose_config(f"task={entry.name}")

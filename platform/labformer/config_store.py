@@ -52,6 +52,19 @@ def entry_config(entry: registry.Entry) -> dict[str, Any]:
     return node
 
 
+def _open_mappings(node: dict[str, Any], entry: registry.Entry) -> Any:
+    """`node` as a DictConfig whose option mappings (e.g. attention_kwargs) accept new keys: Hydra composes in
+    struct mode, where `model.attention_kwargs.groups=8` would be refused as an unknown key."""
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.create(node)
+    params = entry.parameters()
+    for key in node:
+        if key in params and _is_mapping(params[key][1]) and OmegaConf.is_dict(config[key]):
+            OmegaConf.set_struct(config[key], False)
+    return config
+
+
 def task_config(entry: registry.Entry) -> dict[str, Any]:
     return {"name": entry.name, **entry.builder.settings(entry.defaults())}
 
@@ -68,7 +81,8 @@ def store_registry_configs() -> None:
     store = ConfigStore.instance()
     for group, kind in GROUPS.items():
         for entry in registry.entries(kind):
-            store.store(group=group, name=entry.name, node=entry_config(entry), provider="labformer")
+            store.store(group=group, name=entry.name, node=_open_mappings(entry_config(entry), entry),
+                        provider="labformer")
     for entry in registry.entries("task"):
         store.store(group=TASK_GROUP, name=entry.name, node=task_config(entry), provider="labformer")
 
