@@ -1,7 +1,8 @@
 """`python -m labformer list [--task T] [--kind K] [--pattern P]`: what the registry holds.
 `python -m labformer show <name> [--kind K]`: one entry's settings, their defaults and its documentation.
 `python -m labformer results <runs> [--by KEYS]`: a mean +- std table of finished runs' records.
-`python -m labformer reproduce <table> [overrides]`: run a paper's table (conf/reproduce/) and render it."""
+`python -m labformer reproduce <table> [overrides]`: run a paper's table (conf/reproduce/) and render it.
+`python -m labformer render <markdown files> [--check]`: fill the record-backed tables inside Markdown files."""
 from __future__ import annotations
 
 import argparse
@@ -108,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("overrides", nargs="*", help="added to every cell, e.g. hydra/launcher=slurm trainer=gpu")
     rep.add_argument("--out", default="logs/reproduce", help="where the cells' run folders live (default: %(default)s)")
     rep.add_argument("--dry-run", action="store_true", help="say which cells would run; render what is done")
+    ren = sub.add_parser("render", help="rewrite the <!-- labformer:results|reproduce ... --> blocks of Markdown "
+                                        "files from the committed records (results/markdown.py)")
+    ren.add_argument("files", nargs="+", help="Markdown files or globs, e.g. 'benchmarks/**/README.md'")
+    ren.add_argument("--check", action="store_true",
+                     help="write nothing; exit 2 naming every block that differs from what the records give now")
     args, rest = parser.parse_known_args(argv)
     if args.command == "reproduce" and not [r for r in rest if r.startswith("-")]:
         args.overrides += rest  # overrides given after an option
@@ -133,6 +139,10 @@ def run_command(args: argparse.Namespace) -> str:
         from labformer.results.reproduce import reproduce
 
         return reproduce(args.table, args.overrides, Path(args.out).absolute(), args.dry_run)
+    if args.command == "render":
+        from labformer.results.markdown import render_markdown
+
+        return render_markdown(args.files, args.check)
     if args.command == "results":
         from labformer.results.aggregate import results_table
 
