@@ -31,8 +31,13 @@ def parameter_count(entry: registry.Entry) -> str:
 
         with torch.device("meta"):  # no memory, no init time
             model = entry.build(**example_inputs(entry), **kwargs)
-        n = sum(p.numel() for p in model.parameters())
-        return f"{n / 1e6:.2f}M" if n >= 100_000 else f"{n / 1e3:.1f}K"
+        from labformer.layers.moe import active_parameters
+
+        def size(n: int) -> str:
+            return f"{n / 1e6:.2f}M" if n >= 100_000 else f"{n / 1e3:.1f}K"
+
+        n, active = sum(p.numel() for p in model.parameters()), active_parameters(model)
+        return size(n) if active == n else f"{size(n)} ({size(active)} active)"  # mixtures of experts
     except Exception as e:  # a backbone that cannot be built at these sizes says why
         return f"? ({type(e).__name__})"
 
@@ -53,13 +58,13 @@ def list_registry(task: str | None, kind: str | None, pattern: str | None) -> st
         if not found:
             continue
         lines.append(f"\n{k} ({len(found)})")
-        header = f"  {'name':22s} {'tasks':28s} {'params':>9s}  defined in" if k == "backbone" else \
+        header = f"  {'name':22s} {'tasks':28s} {'params (MoE: active)':>22s}  defined in" if k == "backbone" else \
             f"  {'name':22s} {'tasks':28s} defined in"
         lines.append(header)
         for e in found:
             where, tasks = source(e), ",".join(e.tasks)
             if k == "backbone":
-                lines.append(f"  {e.name:22s} {tasks:28s} {parameter_count(e):>9s}  {where}")
+                lines.append(f"  {e.name:22s} {tasks:28s} {parameter_count(e):>22s}  {where}")
             else:
                 lines.append(f"  {e.name:22s} {tasks:28s} {where}")
     return "\n".join(lines).lstrip("\n") or "nothing registered matches"

@@ -4,11 +4,11 @@ Contract (the graph task and the backbone builders rely on it): right after `__i
 before any graph is read or generated, a DataModule knows `name`, `level` ("node":
 a label per node; "graph": one per graph), `num_classes`, `metric` ("accuracy",
 "balanced_accuracy" or "auroc"), `num_node_features`, `num_edge_features` (0: none) and
-the encoding sizes `lap_pe_dim` / `rw_se_dim` (TU datasets, registered with
+the encoding sizes `lap_pe_dim` / `rw_se_dim` / `mag_pe_dim` (TU datasets, registered with
 `sizes_from_files`, read their small label files for the feature and class counts the first
 time those are asked for; the graphs wait for `setup` like everywhere else). Every graph carries float `x` [N, F],
 `edge_index` (both directions), optional float `edge_attr` [E, edge_dim], long `y`, and
-the requested encodings `lap_pe` / `rw_se`.
+the requested encodings `lap_pe` / `rw_se` / `mag_pe`.
 
 Inductive datasets (many graphs) split the graphs; transductive ones (one graph: Cora,
 the heterophilous graphs) yield that graph for every split with a boolean `mask` saying
@@ -35,6 +35,7 @@ from torch_geometric.utils import coalesce, remove_self_loops, to_undirected
 
 from labformer.data.graph.cache import CachedTransform, apply_cached, settings_hash
 from labformer.data.graph.encodings import LaplacianPE, RandomWalkSE
+from labformer.data.graph.magnetic import MagneticLaplacianPE, check_q
 from labformer.errors import UserError
 
 log = logging.getLogger("labformer")
@@ -60,20 +61,25 @@ class GraphDataModule(L.LightningDataModule):
     transductive: bool = False
 
     def __init__(self, data_dir: str | Path = "data", batch_size: int = 32, num_workers: int = 0,
-                 lap_pe_dim: int = 0, rw_se_dim: int = 0, cache_dir: str | None = None, download: bool = True):
+                 lap_pe_dim: int = 0, rw_se_dim: int = 0, cache_dir: str | None = None, download: bool = True,
+                 mag_pe_dim: int = 0, mag_pe_q: float = 0.25):
         """lap_pe_dim: Laplacian eigenvectors per node (0: none); rw_se_dim: random-walk return probabilities,
-        1..rw_se_dim steps (0: none); both are cached per setting; cache_dir: None for <data_dir>/<name>/cache;
+        1..rw_se_dim steps (0: none); mag_pe_dim: eigenvectors of the magnetic Laplacian with potential
+        mag_pe_q (Geisler et al. 2023; data/graph/magnetic.py), 2 * mag_pe_dim real features per node
+        (0: none); all are cached per setting; cache_dir: None for <data_dir>/<name>/cache;
         download: fetch missing files (sha256-checked) where a checksum is recorded, otherwise the error
         names the URL."""
         super().__init__()
         for key, value, ok in (("batch_size", batch_size, batch_size >= 1), ("num_workers", num_workers, num_workers >= 0),
-                               ("lap_pe_dim", lap_pe_dim, lap_pe_dim >= 0), ("rw_se_dim", rw_se_dim, rw_se_dim >= 0)):
+                               ("lap_pe_dim", lap_pe_dim, lap_pe_dim >= 0), ("rw_se_dim", rw_se_dim, rw_se_dim >= 0),
+                               ("mag_pe_dim", mag_pe_dim, mag_pe_dim >= 0)):
             if not ok:
                 raise UserError(f"data.{key}={value!r} is out of range for dataset '{self.name}'. "
-                                "Fix: batch_size>=1, num_workers>=0, lap_pe_dim>=0, rw_se_dim>=0.")
+                                "Fix: batch_size>=1, num_workers>=0, lap_pe_dim>=0, rw_se_dim>=0, mag_pe_dim>=0.")
+        check_q(mag_pe_q)
         self.data_dir = Path(data_dir).expanduser()
         self.batch_size, self.num_workers, self.download = batch_size, num_workers, download
-        self.lap_pe_dim, self.rw_se_dim = lap_pe_dim, rw_se_dim
+        self.lap_pe_dim, self.rw_se_dim, self.mag_pe_dim, self.mag_pe_q = lap_pe_dim, rw_se_dim, mag_pe_dim, mag_pe_q
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else self.data_dir / self.name / "cache"
         self.model_transform: CachedTransform | None = None
         self.backbone_max_nodes: int | None = None  # the backbone's limit (dense attention), set by use_backbone
@@ -106,6 +112,8 @@ class GraphDataModule(L.LightningDataModule):
             out.append(LaplacianPE(self.lap_pe_dim))
         if self.rw_se_dim:
             out.append(RandomWalkSE(self.rw_se_dim))
+        if self.mag_pe_dim:
+            out.append(MagneticLaplacianPE(self.mag_pe_dim, self.mag_pe_q))
         if self.model_transform is not None:
             out.append(self.model_transform)
         return out

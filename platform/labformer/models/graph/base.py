@@ -1,8 +1,8 @@
 """The graph backbone contract: `Batch -> node features [N, num_features]`.
 
-The graph task builds a backbone with the data's `in_dim`, `edge_dim`, `lap_pe_dim` and
-`rw_se_dim` (0: absent), pools the node features itself for graph-level targets, and
-calls the hooks below; a backbone overrides what differs from these defaults.
+The graph task builds a backbone with the data's `in_dim`, `edge_dim`, `lap_pe_dim`,
+`rw_se_dim` and `mag_pe_dim` (0: absent), pools the node features itself for graph-level
+targets, and calls the hooks below; a backbone overrides what differs from these defaults.
 """
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from labformer.data.graph.cache import CachedTransform
 
 # builder argument: DataModule attribute it comes from
 INPUTS = {"in_dim": "num_node_features", "edge_dim": "num_edge_features", "lap_pe_dim": "lap_pe_dim",
-          "rw_se_dim": "rw_se_dim"}
-EXAMPLE_INPUTS = {"in_dim": 3, "edge_dim": 0, "lap_pe_dim": 0, "rw_se_dim": 0}  # PATTERN-like, for `labformer list`
+          "rw_se_dim": "rw_se_dim", "mag_pe_dim": "mag_pe_dim"}
+# PATTERN-like, for `labformer list`
+EXAMPLE_INPUTS = {"in_dim": 3, "edge_dim": 0, "lap_pe_dim": 0, "rw_se_dim": 0, "mag_pe_dim": 0}
 
 
 class GraphBackbone(nn.Module):

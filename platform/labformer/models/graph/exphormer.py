@@ -149,11 +149,11 @@ class ExphormerLayer(nn.Module):
 class Exphormer(GraphBackbone):
     def __init__(self, in_dim: int, edge_dim: int, hidden: int, num_layers: int, heads: int, dropout: float,
                  attn_dropout: float, expander_degree: int, expander_method: str, num_virtual: int, local: bool,
-                 seed: int, lap_pe_dim: int = 0, rw_se_dim: int = 0):
+                 seed: int, lap_pe_dim: int = 0, rw_se_dim: int = 0, mag_pe_dim: int = 0):
         super().__init__()
         self.num_features, self.num_virtual = hidden, num_virtual
         self.data_transform = ExpanderEdges(expander_degree, expander_method, seed) if expander_degree else None
-        self.encoder = NodeEncoder(in_dim, hidden, lap_pe_dim, rw_se_dim)
+        self.encoder = NodeEncoder(in_dim, hidden, lap_pe_dim, rw_se_dim, mag_pe_dim)
         self.edges = EdgeEncoder(edge_dim, hidden)
         self.kinds = nn.Embedding(4, hidden)
         self.virtual = nn.Embedding(max(num_virtual, 1), hidden)
@@ -204,7 +204,7 @@ class Exphormer(GraphBackbone):
 def exphormer(in_dim: int = 1, edge_dim: int = 0, lap_pe_dim: int = 0, rw_se_dim: int = 0, hidden: int = 64,
               num_layers: int = 4, heads: int = 4, dropout: float = 0.0, attn_dropout: float = 0.0,
               expander_degree: int = 4, expander_method: str = "permutation", num_virtual: int = 1,
-              local: bool = True, seed: int = 0) -> Exphormer:
+              local: bool = True, seed: int = 0, mag_pe_dim: int = 0) -> Exphormer:
     """expander_degree: even, 0 for no expander edges; expander_method: permutation (d/2 random
     permutations) | hamiltonian (d/2 random Hamiltonian cycles); num_virtual: virtual nodes per
     graph joined to every node (0: none); local: GINE beside the attention (GPS layer), false for
@@ -215,4 +215,4 @@ def exphormer(in_dim: int = 1, edge_dim: int = 0, lap_pe_dim: int = 0, rw_se_dim
         raise UserError(f"exphormer needs hidden divisible by heads (got {hidden}, {heads}), an even "
                         f"expander_degree >= 0 (got {expander_degree}) and num_virtual >= 0 (got {num_virtual})")
     return Exphormer(in_dim, edge_dim, hidden, num_layers, heads, dropout, attn_dropout, expander_degree,
-                     expander_method, num_virtual, local, seed, lap_pe_dim, rw_se_dim)
+                     expander_method, num_virtual, local, seed, lap_pe_dim, rw_se_dim, mag_pe_dim)

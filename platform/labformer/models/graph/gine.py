@@ -20,10 +20,10 @@ def mlp(dim: int, out: int | None = None) -> nn.Sequential:
 
 class GINE(GraphBackbone):
     def __init__(self, in_dim: int, edge_dim: int, hidden: int, num_layers: int, dropout: float,
-                 virtual_node: bool, lap_pe_dim: int = 0, rw_se_dim: int = 0):
+                 virtual_node: bool, lap_pe_dim: int = 0, rw_se_dim: int = 0, mag_pe_dim: int = 0):
         super().__init__()
         self.num_features, self.dropout = hidden, dropout
-        self.encoder = NodeEncoder(in_dim, hidden, lap_pe_dim, rw_se_dim)
+        self.encoder = NodeEncoder(in_dim, hidden, lap_pe_dim, rw_se_dim, mag_pe_dim)
         self.edges = EdgeEncoder(edge_dim, hidden)
         self.convs = nn.ModuleList(GINEConv(mlp(hidden), train_eps=True) for _ in range(num_layers))
         self.norms = nn.ModuleList(nn.BatchNorm1d(hidden) for _ in range(num_layers))
@@ -53,6 +53,7 @@ class GINE(GraphBackbone):
 
 @register("gine", task="graph", paper="Hu et al. 2020")
 def gine(in_dim: int = 1, edge_dim: int = 0, lap_pe_dim: int = 0, rw_se_dim: int = 0, hidden: int = 64,
-         num_layers: int = 4, dropout: float = 0.0, virtual_node: bool = False) -> GINE:
+         num_layers: int = 4, dropout: float = 0.0, virtual_node: bool = False,
+         mag_pe_dim: int = 0) -> GINE:
     """Residual GINE layers with BatchNorm; virtual_node: one virtual node per graph, updated after each layer."""
-    return GINE(in_dim, edge_dim, hidden, num_layers, dropout, virtual_node, lap_pe_dim, rw_se_dim)
+    return GINE(in_dim, edge_dim, hidden, num_layers, dropout, virtual_node, lap_pe_dim, rw_se_dim, mag_pe_dim)

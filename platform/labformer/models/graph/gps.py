@@ -19,10 +19,11 @@ from labformer.registry import register
 
 class GPS(GraphBackbone):
     def __init__(self, in_dim: int, edge_dim: int, hidden: int, num_layers: int, heads: int, dropout: float,
-                 attn_dropout: float, attn_type: str, lap_pe_dim: int = 0, rw_se_dim: int = 0):
+                 attn_dropout: float, attn_type: str, lap_pe_dim: int = 0, rw_se_dim: int = 0,
+                 mag_pe_dim: int = 0):
         super().__init__()
         self.num_features = hidden
-        self.encoder = NodeEncoder(in_dim, hidden, lap_pe_dim, rw_se_dim)
+        self.encoder = NodeEncoder(in_dim, hidden, lap_pe_dim, rw_se_dim, mag_pe_dim)
         self.edges = EdgeEncoder(edge_dim, hidden)
         kwargs = {"dropout": attn_dropout} if attn_type == "multihead" else {}
         self.layers = nn.ModuleList(
@@ -43,10 +44,11 @@ class GPS(GraphBackbone):
 @register("gps", task="graph", paper="Rampasek et al. 2022")
 def gps(in_dim: int = 1, edge_dim: int = 0, lap_pe_dim: int = 0, rw_se_dim: int = 0, hidden: int = 64,
         num_layers: int = 4, heads: int = 4, dropout: float = 0.0, attn_dropout: float = 0.0,
-        attn_type: str = "multihead") -> GPS:
+        attn_type: str = "multihead", mag_pe_dim: int = 0) -> GPS:
     """attn_type: multihead (full softmax, O(N^2) per graph) | performer (linear-time kernel attention)."""
     if attn_type not in ("multihead", "performer"):
         raise UserError(f"model.attn_type={attn_type} is unknown: multihead (full softmax) | performer")
     if hidden % heads:
         raise UserError(f"model.hidden={hidden} must be divisible by model.heads={heads}")
-    return GPS(in_dim, edge_dim, hidden, num_layers, heads, dropout, attn_dropout, attn_type, lap_pe_dim, rw_se_dim)
+    return GPS(in_dim, edge_dim, hidden, num_layers, heads, dropout, attn_dropout, attn_type, lap_pe_dim, rw_se_dim,
+               mag_pe_dim)

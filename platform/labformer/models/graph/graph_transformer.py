@@ -58,10 +58,10 @@ class GTLayer(MessagePassing):
 
 class GraphTransformer(GraphBackbone):
     def __init__(self, in_dim: int, edge_dim: int, hidden: int, num_layers: int, heads: int, dropout: float,
-                 lap_pe_dim: int = 0, rw_se_dim: int = 0):
+                 lap_pe_dim: int = 0, rw_se_dim: int = 0, mag_pe_dim: int = 0):
         super().__init__()
         self.num_features = hidden
-        self.encoder = NodeEncoder(in_dim, hidden, lap_pe_dim, rw_se_dim)
+        self.encoder = NodeEncoder(in_dim, hidden, lap_pe_dim, rw_se_dim, mag_pe_dim)
         self.edges = EdgeEncoder(edge_dim, hidden)
         self.no_edge = nn.Parameter(torch.zeros(hidden))  # the edge state when the data have no edge features
         self.layers = nn.ModuleList(GTLayer(hidden, heads, dropout) for _ in range(num_layers))
@@ -78,7 +78,8 @@ class GraphTransformer(GraphBackbone):
 
 @register("graph_transformer", task="graph", paper="Dwivedi & Bresson 2021")
 def graph_transformer(in_dim: int = 1, edge_dim: int = 0, lap_pe_dim: int = 0, rw_se_dim: int = 0, hidden: int = 64,
-                      num_layers: int = 4, heads: int = 4, dropout: float = 0.0) -> GraphTransformer:
+                      num_layers: int = 4, heads: int = 4, dropout: float = 0.0,
+                      mag_pe_dim: int = 0) -> GraphTransformer:
     if hidden % heads:
         raise UserError(f"model.hidden={hidden} must be divisible by model.heads={heads}")
-    return GraphTransformer(in_dim, edge_dim, hidden, num_layers, heads, dropout, lap_pe_dim, rw_se_dim)
+    return GraphTransformer(in_dim, edge_dim, hidden, num_layers, heads, dropout, lap_pe_dim, rw_se_dim, mag_pe_dim)

@@ -101,11 +101,12 @@ class GraphormerLayer(nn.Module):
 class Graphormer(GraphBackbone):
     max_nodes = 256  # dense attention and all-pairs distances per graph: molecules and SBM graphs
     def __init__(self, in_dim: int, edge_dim: int, hidden: int, num_layers: int, heads: int, dropout: float,
-                 max_dist: int, max_degree: int, lap_pe_dim: int = 0, rw_se_dim: int = 0):
+                 max_dist: int, max_degree: int, lap_pe_dim: int = 0, rw_se_dim: int = 0,
+                 mag_pe_dim: int = 0):
         super().__init__()
         self.num_features, self.heads, self.max_dist, self.max_degree = hidden, heads, max_dist, max_degree
         self.data_transform = ShortestPaths(max_dist, edge_features=edge_dim > 0)
-        self.encoder = NodeEncoder(in_dim, hidden, lap_pe_dim, rw_se_dim)
+        self.encoder = NodeEncoder(in_dim, hidden, lap_pe_dim, rw_se_dim, mag_pe_dim)
         self.degree = nn.Embedding(max_degree + 1, hidden)
         self.spd = nn.Embedding(max_dist + 2, heads)  # 0..max_dist, then "farther or unreachable"
         self.path = nn.Parameter(torch.randn(max_dist, edge_dim, heads) * 0.02) if edge_dim else None
@@ -147,9 +148,10 @@ class Graphormer(GraphBackbone):
 @register("graphormer", task="graph", paper="Ying et al. 2021")
 def graphormer(in_dim: int = 1, edge_dim: int = 0, lap_pe_dim: int = 0, rw_se_dim: int = 0, hidden: int = 64,
                num_layers: int = 4, heads: int = 4, dropout: float = 0.0, max_dist: int = 5,
-               max_degree: int = 64) -> Graphormer:
+               max_degree: int = 64, mag_pe_dim: int = 0) -> Graphormer:
     """max_dist: shortest-path buckets 0..max_dist, then one for farther or unreachable; max_degree: higher
     degrees share one embedding."""
     if hidden % heads:
         raise UserError(f"model.hidden={hidden} must be divisible by model.heads={heads}")
-    return Graphormer(in_dim, edge_dim, hidden, num_layers, heads, dropout, max_dist, max_degree, lap_pe_dim, rw_se_dim)
+    return Graphormer(in_dim, edge_dim, hidden, num_layers, heads, dropout, max_dist, max_degree, lap_pe_dim, rw_se_dim,
+                      mag_pe_dim)

@@ -49,13 +49,14 @@ class MaskedPolynormerAttention(PolynormerAttention):
 class Polynormer(PyGPolynormer, GraphBackbone):
     def __init__(self, in_dim: int, hidden: int, heads: int, local_layers: int, global_layers: int,
                  dropout: float, global_dropout: float, beta: float, local_attn: bool, use_global: bool,
-                 lap_pe_dim: int = 0, rw_se_dim: int = 0, local_epochs: int = 0, in_dropout: float = 0.0):
+                 lap_pe_dim: int = 0, rw_se_dim: int = 0, local_epochs: int = 0, in_dropout: float = 0.0,
+                 mag_pe_dim: int = 0):
         super().__init__(hidden, hidden, 1, local_layers=local_layers, global_layers=global_layers, in_dropout=0.0,
                          dropout=dropout, global_dropout=global_dropout, heads=heads, beta=beta, local_attn=local_attn)
         self._fix_global_attention(hidden, heads, beta, global_dropout)
         del self.pred_local, self.pred_global  # the task owns the head
         del self.lin_in  # the encoder below reads the input (with its positional encodings)
-        self.encoder = NodeEncoder(in_dim, hidden, lap_pe_dim, rw_se_dim)
+        self.encoder = NodeEncoder(in_dim, hidden, lap_pe_dim, rw_se_dim, mag_pe_dim)
         self.use_global, self.local_epochs, self.in_dropout = use_global, local_epochs, in_dropout
         # A buffer, so a checkpoint taken in the local-only epochs is evaluated local-only too.
         self.register_buffer("global_phase", torch.tensor(use_global and local_epochs == 0))
@@ -100,7 +101,8 @@ class Polynormer(PyGPolynormer, GraphBackbone):
 def polynormer(in_dim: int = 1, edge_dim: int = 0, lap_pe_dim: int = 0, rw_se_dim: int = 0, hidden: int = 32,
                heads: int = 2, local_layers: int = 3, global_layers: int = 2, dropout: float = 0.0,
                global_dropout: float = 0.0, beta: float = 0.9, local_attn: bool = False,
-               use_global: bool = True, local_epochs: int = 0, in_dropout: float = 0.0) -> Polynormer:
+               use_global: bool = True, local_epochs: int = 0, in_dropout: float = 0.0,
+               mag_pe_dim: int = 0) -> Polynormer:
     """hidden: per head (node features are heads * hidden wide); in_dropout: dropout on the encoded input
     features; local_attn: GAT local phase instead of GCN; use_global: run the global (linear attention) phase
     after the local one; local_epochs: epochs with the local phase only before the global phase joins (the
@@ -108,4 +110,4 @@ def polynormer(in_dim: int = 1, edge_dim: int = 0, lap_pe_dim: int = 0, rw_se_di
     if local_epochs < 0:
         raise UserError(f"model.local_epochs={local_epochs} must be >= 0 (epochs before the global phase starts)")
     return Polynormer(in_dim, hidden, heads, local_layers, global_layers, dropout, global_dropout, beta, local_attn,
-                      use_global, lap_pe_dim, rw_se_dim, local_epochs, in_dropout)
+                      use_global, lap_pe_dim, rw_se_dim, local_epochs, in_dropout, mag_pe_dim)
