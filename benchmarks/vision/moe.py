@@ -93,6 +93,39 @@ def train(args, name: str, log_dir: Path) -> dict:
             "record": str(keep.relative_to(HERE) / "result.json")}
 
 
+def write_markdown(args: argparse.Namespace, rows: dict[str, dict], machine_info: list[str], command: str) -> None:
+    dense = rows.get("vit_tiny", {}).get("samples_per_sec")
+    lines = ["# Fashion-MNIST: dense, mixture-of-experts and white-box backbones", "",
+             f"Written by `benchmarks/vision/moe.py` (see its docstring). {args.epochs:g} epoch(s) each, batch 128, "
+             f"32 px, AdamW lr {args.lr}, seed {args.seed}, {args.threads} thread(s); samples/s: median of "
+             f"{args.rounds} round-robin rounds of {args.probe_steps} timed steps. Active parameters: those one "
+             "token passes through (top-k: k experts; Soft MoE: one expert per slot).", "", *machine_info, "",
+             "```", command, "```", "",
+             "| model | size | params | active params | train samples/s | vs vit_tiny | test acc | record |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        ratio = f"{r['samples_per_sec'] / dense:.2f}" if dense else "-"
+        lines.append(f"| {name} | {' '.join(SIZE[name])} | {r['params'] / 1e6:.2f}M | {r['active'] / 1e6:.2f}M | "
+                     f"{r['samples_per_sec']:.0f} | {ratio} | {r['test_acc']:.4f} | `{r['record']}` |")
+    args.out.write_text("\n".join(lines) + "\n")
+
+
+def render_only(args: argparse.Namespace) -> None:
+    """Rewrite the table from moe.json, parameters recounted with the current code (the measured columns kept)."""
+    rows = json.loads(args.out.with_suffix(".json").read_text())
+    log_dir = Path(tempfile.mkdtemp(prefix="labformer-moe-"))
+    datamodule = build_datamodule(compose(*overrides(args, next(iter(rows)), log_dir)))
+    for name, row in rows.items():
+        cfg = compose(*overrides(args, name, log_dir))
+        backbone = build_task(cfg, datamodule, config_dict(cfg)).backbone
+        row.update(params=sum(p.numel() for p in backbone.parameters()), active=active_parameters(backbone))
+    shutil.rmtree(log_dir, ignore_errors=True)
+    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+    old = args.out.read_text().split("```") if args.out.exists() else ["", command_line()]
+    notes = [line for line in old[0].splitlines() if line.startswith("- ")]
+    write_markdown(args, rows, notes, old[1].strip())  # the measuring run's machine lines and command
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(SIZE))
@@ -104,7 +137,10 @@ def main() -> None:
     parser.add_argument("--val-batches", type=int, default=20)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=HERE / "moe.md")
+    parser.add_argument("--render-only", action="store_true", help="rewrite moe.md from moe.json (recount params)")
     args = parser.parse_args()
+    if args.render_only:
+        return render_only(args)
     torch.set_num_threads(args.threads)
     models = args.models.split(",")
     log_dir = Path(tempfile.mkdtemp(prefix="labformer-moe-"))
@@ -123,20 +159,8 @@ def main() -> None:
         rows[name].update(train(args, name, log_dir))
         (args.out.with_suffix(".json")).write_text(json.dumps(rows, indent=1) + "\n")
     shutil.rmtree(log_dir, ignore_errors=True)
-    dense = rows.get("vit_tiny", {}).get("samples_per_sec")
-    lines = ["# Fashion-MNIST: dense, mixture-of-experts and white-box backbones", "",
-             f"Written by `benchmarks/vision/moe.py` (see its docstring). {args.epochs:g} epoch(s) each, batch 128, "
-             f"32 px, AdamW lr {args.lr}, seed {args.seed}, {args.threads} thread(s); samples/s: median of "
-             f"{args.rounds} round-robin rounds of {args.probe_steps} timed steps.", "", *machine_lines(info),
-             f"- load average before / after: {load_before} / {load_average()}", "",
-             "```", command_line(), "```", "",
-             "| model | size | params | active params | train samples/s | vs vit_tiny | test acc | record |",
-             "|---|---|---|---|---|---|---|---|"]
-    for name, r in rows.items():
-        ratio = f"{r['samples_per_sec'] / dense:.2f}" if dense else "-"
-        lines.append(f"| {name} | {' '.join(SIZE[name])} | {r['params'] / 1e6:.2f}M | {r['active'] / 1e6:.2f}M | "
-                     f"{r['samples_per_sec']:.0f} | {ratio} | {r['test_acc']:.4f} | `{r['record']}` |")
-    args.out.write_text("\n".join(lines) + "\n")
+    load = f"- load average before / after: {load_before} / {load_average()}"
+    write_markdown(args, rows, machine_lines(info) + [load], command_line())
     print(f"wrote {args.out}")
 
 

@@ -32,7 +32,7 @@ class Experts(nn.Module):
             raise UserError(f"an MoE layer needs num_experts >= 1 and a hidden width >= 1 (got {num_experts}, "
                             f"{hidden}); fix model.ffn_kwargs / the backbone's MoE settings")
         self.num_experts, self.dim, self.hidden = num_experts, dim, hidden
-        self.active: float = 1.0  # experts one token visits (its layer sets it: k for top-k, E for Soft MoE)
+        self.active: float = 1.0  # experts one input visits (its layer sets it: k for top-k; a slot in Soft MoE)
         self.w1 = nn.Parameter(torch.empty(num_experts, dim, hidden))
         self.w2 = nn.Parameter(torch.empty(num_experts, hidden, dim))
         self.b1 = nn.Parameter(torch.zeros(num_experts, 1, hidden)) if bias else None

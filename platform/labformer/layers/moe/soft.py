@@ -41,7 +41,9 @@ class SoftMoE(MoELayer):
         self.phi = nn.Parameter(torch.randn(dim, num_experts * slots_per_expert) / dim ** 0.5)
         self.scale = nn.Parameter(torch.ones(())) if normalize else None
         self.experts = Experts(num_experts, dim, hidden_width(dim, hidden_ratio), bias, dropout)
-        self.experts.active = float(num_experts)  # every token reaches every expert through the slots
+        # Each slot passes through one expert (compute per slot as in top-1 routing); a token's output then
+        # mixes every expert's slot outputs, but counting those would make Soft MoE look dense.
+        self.experts.active = 1.0
         self.dispatch = self.combine = None  # the last forward's weights (for tests and pictures)
 
     def weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
