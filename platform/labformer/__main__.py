@@ -2,7 +2,8 @@
 `python -m labformer show <name> [--kind K]`: one entry's settings, their defaults and its documentation.
 `python -m labformer results <runs> [--by KEYS]`: a mean +- std table of finished runs' records.
 `python -m labformer reproduce <table> [overrides]`: run a paper's table (conf/reproduce/) and render it.
-`python -m labformer render <markdown files> [--check]`: fill the record-backed tables inside Markdown files."""
+`python -m labformer render <markdown files> [--check]`: fill the record-backed tables inside Markdown files.
+`python -m labformer analyse <checkpoint> --attention [--batch N] [--out DIR]`: attention maps of a trained run."""
 from __future__ import annotations
 
 import argparse
@@ -119,6 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     ren.add_argument("files", nargs="+", help="Markdown files or globs, e.g. 'benchmarks/**/README.md'")
     ren.add_argument("--check", action="store_true",
                      help="write nothing; exit 2 naming every block that differs from what the records give now")
+    ana = sub.add_parser("analyse", help="rebuild a run from its checkpoint and record what its model does on "
+                                         "the first test items (labformer/analysis/)")
+    ana.add_argument("checkpoint", help="a .ckpt written by train.py, e.g. logs/runs/<run_id>/checkpoints/last.ckpt")
+    ana.add_argument("--attention", action="store_true",
+                     help="attention probabilities per layer and head: attention_maps.png and .npz")
+    ana.add_argument("--batch", type=int, default=8, help="items of the test split (else validation) to run "
+                                                           "(default: %(default)s; the picture shows the first)")
+    ana.add_argument("--out", help="where to write (default: the checkpoint's run directory)")
     args, rest = parser.parse_known_args(argv)
     if args.command == "reproduce" and not [r for r in rest if r.startswith("-")]:
         args.overrides += rest  # overrides given after an option
@@ -144,6 +153,10 @@ def run_command(args: argparse.Namespace) -> str:
         from labformer.results.reproduce import reproduce
 
         return reproduce(args.table, args.overrides, Path(args.out).absolute(), args.dry_run)
+    if args.command == "analyse":
+        from labformer.analysis.command import analyse
+
+        return analyse(args.checkpoint, args.attention, args.batch, args.out)
     if args.command == "render":
         from labformer.results.markdown import render_markdown
 

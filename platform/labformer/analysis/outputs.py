@@ -1,0 +1,89 @@
+"""What an attention analysis leaves behind: a picture, the arrays behind it, and an optional W&B image."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from labformer.utils.forecast_plot import pyplot
+
+PNG, NPZ = "attention_maps.png", "attention_maps.npz"
+# keep_wandb_in points these into the run directory; an analysis puts them back afterwards.
+WANDB_VARS = ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR")
+
+
+def write_arrays(layers: list[tuple[str, torch.Tensor]], out: Path) -> Path:
+    """`layer<i>`: float32 [items, heads, queries, keys], i in the order the forward pass ran them."""
+    path = out / NPZ
+    np.savez_compressed(path, **{f"layer{i}": probs.numpy().astype(np.float32) for i, (_, probs) in enumerate(layers)})
+    return path
+
+
+def plot_maps(layers: list[tuple[str, torch.Tensor]], out: Path, title: str) -> Path:
+    """Rows = layers, columns = heads: the first item's query x key probabilities, each on its own scale."""
+    plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    rows, cols = len(layers), max(p.shape[1] for _, p in layers)
+    side = 1.9 if rows * cols <= 64 else 1.3  # big grids stay a readable file
+    fig, axes = plt.subplots(rows, cols, figsize=(side * cols + 0.6, side * rows + 0.8), squeeze=False)
+    for i, (_, probs) in enumerate(layers):
+        for h in range(cols):
+            ax = axes[i, h]
+            if h >= probs.shape[1]:  # a layer with fewer heads than the widest one
+                ax.axis("off")
+                continue
+            ax.imshow(probs[0, h].numpy(), cmap="viridis", vmin=0.0, interpolation="nearest")
+            ax.set_title(f"layer {i} head {h}", fontsize=8)
+            ax.tick_params(labelsize=6)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # token positions, not fractions
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            if i == rows - 1:
+                ax.set_xlabel("key", fontsize=7)
+            if h == 0:
+                ax.set_ylabel("query", fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = out / PNG
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def log_to_wandb(png: Path, config: Any, run_dir: Path) -> str | None:
+    """The picture in the run's W&B history (offline, into the run directory, `wandb sync` uploads it).
+
+    Only for runs that used the W&B logger; any failure (no wandb, a broken install) skips it: the
+    files on disk are the analysis, the W&B copy a convenience.
+    """
+    logger = config.get("logger") or {}
+    if logger.get("name") != "wandb":
+        return None
+    saved = {k: os.environ.get(k) for k in WANDB_VARS}
+    try:
+        import wandb
+
+        from labformer.utils.loggers import keep_wandb_in
+
+        keep_wandb_in(run_dir)  # as the run did: nothing lands in the home directory
+        run = wandb.init(project=logger.get("project") or "labformer", entity=logger.get("entity"),
+                         id=config.get("run_id"), name=config.get("run_id"), dir=str(run_dir), mode="offline",
+                         resume="allow", group=logger.get("group"), job_type="analysis",
+                         settings=wandb.Settings(silent=True))
+        try:
+            run.log({"analysis/attention_maps": wandb.Image(str(png))})
+            where = Path(run.dir).parent  # .../wandb/offline-run-<time>-<id>/files -> the run folder
+        finally:
+            run.finish()
+        return f"W&B: analysis/attention_maps logged offline in {where}; upload it with: wandb sync {where}"
+    except Exception:
+        return None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
