@@ -25,6 +25,7 @@ from labformer import CONF_DIR
 from labformer.errors import UserError
 from labformer.results.aggregate import Cell, load_records, summary
 from labformer.results.record import flatten, is_identity
+from labformer.results.selection import Selection, parse_selection, selected_records
 
 TABLES = CONF_DIR / "reproduce"
 
@@ -51,6 +52,7 @@ class Table:
     repeat_values: list[Any]
     rows: list[Row]
     note: str = ""
+    selection: Selection | None = None  # model selection per repetition over the rows (results/selection.py)
 
     def cell_prefix(self) -> str:
         return self.repeat_key.split(".")[-1]  # seed0, split3, fold7
@@ -75,8 +77,9 @@ def load_table(name_or_path: str) -> Table:
     (key, values), = raw["repeat"].items()
     rows = [Row(name, list(spec.get("overrides", [])), dict(spec.get("paper") or {}))
             for name, spec in raw["rows"].items()]
+    selection = parse_selection(raw.get("select"), [r.name for r in rows], path)
     return Table(path.stem, raw["title"], raw["source"], list(raw["metrics"]), list(raw.get("base", [])), key,
-                 list(values), rows, raw.get("note", ""))
+                 list(values), rows, raw.get("note", ""), selection)
 
 
 def cell_overrides(table: Table, row: Row, extra: list[str]) -> list[str]:
@@ -137,14 +140,31 @@ def table_rows(table: Table, out: Path) -> tuple[list[str], list[list[str]]]:
     rows = []
     for row in table.rows:
         paths = sorted((out / table.name / row.folder).glob("*/result.json"))
-        cell = Cell((row.name,), load_records(paths) if paths else [])
-        values = {m: cell.values(m) for m in table.metrics}
-        gaps = [f"{(sum(values[m]) / len(values[m]) - row.paper[m]) / row.paper[m]:+.1%}"
-                for m in table.metrics if values[m] and row.paper.get(m)]
-        rows.append([row.name, str(len(cell.records)), *(summary(values[m]) for m in table.metrics),
-                     *(f"{row.paper[m]}" if m in row.paper else "-" for m in table.metrics),
-                     " / ".join(gaps) or "-", cell.commits() if cell.records else "-"])
+        rows.append(row_cells(table, row.name, Cell((row.name,), load_records(paths) if paths else []), row.paper))
+    if table.selection is not None:
+        rows.append(selected_row(table, out))
     return header, rows
+
+
+def row_cells(table: Table, name: str, cell: Cell, paper: dict[str, float]) -> list[str]:
+    values = {m: cell.values(m) for m in table.metrics}
+    gaps = [f"{(sum(values[m]) / len(values[m]) - paper[m]) / paper[m]:+.1%}"
+            for m in table.metrics if values[m] and paper.get(m)]
+    return [name, str(len(cell.records)), *(summary(values[m]) for m in table.metrics),
+            *(f"{paper[m]}" if m in paper else "-" for m in table.metrics),
+            " / ".join(gaps) or "-", cell.commits() if cell.records else "-"]
+
+
+def selected_row(table: Table, out: Path) -> list[str]:
+    """The row of the per-repetition choice on validation: its test metrics over the complete repetitions."""
+    chosen = table.selection
+    folders = {r.name: out / table.name / r.folder for r in table.rows}
+    cells = {name: {v: path for v in table.repeat_values
+                    if (path := folders[name] / f"{table.cell_prefix()}{v}" / "result.json").is_file()}
+             for name in chosen.rows}
+    records = selected_records(cells, chosen, table.repeat_values)
+    name = f"{chosen.name} ({len(records)} of {len(table.repeat_values)} {table.cell_prefix()}s complete)"
+    return row_cells(table, name, Cell((chosen.name,), records), chosen.paper)
 
 
 def render(table: Table, out: Path) -> str:
