@@ -5,6 +5,10 @@ step. The test metrics' names say which windows they cover: `test/mse` every win
 `test/mse_drop_last` the published tables' loader (last incomplete batch dropped).
 `sam_rho > 0` trains with sharpness-aware minimisation (Lightning manual optimisation:
 ascent to w + eps, gradient there, descent from w), for every backbone.
+
+Classification (the data decide, `datamodule.objective == "classification"`, as in lm.py): the
+backbone is built with horizon = the data's `feature_len`, its output [B,H,C] is flattened to one
+vector per series and a linear head gives logits; cross-entropy, accuracy, monitor val/acc (max).
 """
 from __future__ import annotations
 
@@ -18,7 +22,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
 
+from labformer.errors import UserError
 from labformer.models.timeseries import base as contract
 from labformer.optim.sam import sam_step
 from labformer.registry import register
@@ -32,11 +38,35 @@ class TimeSeriesTask(Task):
     SCHEDULES = ("cosine", "halving", "constant")  # halving: lr / 2 after each epoch, as the published scripts
     MONITOR = ("val/mse", "min")
     BACKBONE_INPUTS = contract.INPUTS
-    HEAD_INPUTS = {"horizon": "horizon", "channels": "channels", "test_drop_last": "test_drop_last"}
+    HEAD_INPUTS = {"horizon": "horizon", "channels": "channels", "test_drop_last": "test_drop_last",
+                   "objective": "objective", "num_classes": "num_classes"}
+    FORECAST_MONITORS = ("val/mse", "val/mae")
+
+    @classmethod
+    def head_inputs(cls, datamodule: Any) -> dict[str, Any]:
+        # Forecasting DataModules declare no objective: they keep their exact arguments.
+        inputs = {arg: getattr(datamodule, attr) for arg, attr in cls.HEAD_INPUTS.items()
+                  if arg not in ("objective", "num_classes")}
+        if getattr(datamodule, "objective", "forecast") == "classification":
+            inputs.update(objective="classification", num_classes=datamodule.num_classes)
+        return inputs
+
+    @classmethod
+    def resolve_monitor(cls, cfg: Any, datamodule: Any) -> tuple[str, str]:
+        if getattr(datamodule, "objective", "forecast") != "classification":
+            return super().resolve_monitor(cfg, datamodule)
+        if cfg.task.monitor == cls.MONITOR[0]:  # the forecasting default: what classification data report
+            log.info("%s is classification data: val/acc picks the best checkpoint", cfg.data.name)
+            return "val/acc", "max"
+        if cfg.task.monitor in cls.FORECAST_MONITORS:
+            raise UserError(f"task.monitor={cfg.task.monitor} is a forecasting metric, but data={cfg.data.name} is "
+                            "classification data. Fix: task.monitor=val/acc task.mode=max (or val/loss, min).")
+        return super().resolve_monitor(cfg, datamodule)
 
     def __init__(self, backbone: nn.Module, horizon: int, channels: int, loss: Literal["mse", "mae"] = "mse",
                  sam_rho: float = 0.0, sam_adaptive: bool = False, test_drop_last: bool = False,
-                 plot_windows: int = 4, **base: Any) -> None:
+                 plot_windows: int = 4, objective: str = "forecast", num_classes: int | None = None,
+                 **base: Any) -> None:
         """loss: the training loss (both are reported); sam_rho > 0: sharpness-aware minimisation with
         this radius (two passes per step), any model; sam_adaptive: ASAM, the radius relative to each
         weight's size; plot_windows: test windows drawn in forecast_test.png (0: no plot)."""
@@ -47,6 +77,19 @@ class TimeSeriesTask(Task):
         self.automatic_optimization = sam_rho <= 0  # SAM needs two passes per step: manual
         self.test_suffix = "_drop_last" if test_drop_last else ""
         self.plot_windows = plot_windows
+        self.objective = objective
+        if objective == "classification":
+            if not num_classes or num_classes < 2:
+                raise UserError(f"the classification mode needs data with num_classes >= 2 (got {num_classes})")
+            # Flattened [H,C] map -> logits: every backbone's output, channel identity kept.
+            self.head = nn.Linear(horizon * channels, num_classes)
+            self.acc = nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(num_classes, average="micro")
+                                      for s in ("train", "val", "test")})  # micro: the UCR tables' accuracy
+            self._examples, self._test_windows = [], 0  # no forecast plot or per-step curve
+            return
+        if objective != "forecast":
+            raise UserError(f"unknown time-series objective '{objective}'; the data must declare forecast or "
+                            "classification")
         overall = MetricCollection({"mse": MeanSquaredError(), "mae": MeanAbsoluteError()})
         self.metrics = nn.ModuleDict({f"{s}_metrics": overall.clone(prefix=f"{s}/") for s in ("train", "val")})
         self.metrics["test_metrics"] = overall.clone(prefix="test/", postfix=self.test_suffix)
@@ -57,13 +100,19 @@ class TimeSeriesTask(Task):
         self._test_windows = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.objective == "classification":
+            return self.head(self.backbone(x).flatten(1))
         return self.backbone(x)
 
     def criterion(self, forecast: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.objective == "classification":
+            return F.cross_entropy(forecast, target)
         return F.mse_loss(forecast, target) if self.loss_name == "mse" else F.l1_loss(forecast, target)
 
     def step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
+        if self.objective == "classification":
+            return self.classify(x, y, stage)
         forecast = self(x)
         loss = self.criterion(forecast, y)
         n = x.shape[0]
@@ -79,6 +128,16 @@ class TimeSeriesTask(Task):
                                  y.transpose(1, 2).reshape(-1, self.horizon))
             self._test_windows += n
             self._examples.append((x[0].cpu(), y[0].cpu(), forecast[0].detach().cpu()))
+        return loss
+
+    def classify(self, x: torch.Tensor, y: torch.Tensor, stage: str) -> torch.Tensor:
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        acc = self.acc[f"{stage}_acc"]  # keys get a suffix: "train" is an nn.Module method name
+        acc.update(logits.detach(), y)
+        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", on_step=stage == "train", on_epoch=True,
+                 batch_size=len(y), sync_dist=stage != "train")
+        self.log(f"{stage}/acc", acc, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
     # -- SAM: manual optimisation --------------------------------------------------------------
@@ -124,6 +183,8 @@ class TimeSeriesTask(Task):
 
     # -- test outputs: per-step metrics, protocol, plot ------------------------------------------
     def on_test_epoch_start(self) -> None:
+        if self.objective == "classification":
+            return
         self.per_step.reset()
         self._examples, self._test_windows = [], 0
         datamodule = getattr(self.trainer, "datamodule", None)

@@ -1,2 +1,3 @@
-"""Forecasting DataModules (contract in base.py); importing this package registers them."""
-from labformer.data.timeseries import csv_series, ett, synthetic  # noqa: F401
+"""Forecasting (contract in base.py) and series classification (classification.py) DataModules;
+importing this package registers them."""
+from labformer.data.timeseries import classification, csv_series, ett, synthetic  # noqa: F401
