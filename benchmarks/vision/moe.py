@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from common import command_line, compose, load_average, machine, machine_lines
 from labformer import pipeline
 from labformer.builders import build_datamodule, build_task, config_dict
-from labformer.layers.moe import active_parameters
+from labformer.layers.moe import active_parameters, collect_aux_losses
 
 HERE = Path(__file__).resolve().parent
 TRAIN_IMAGES = 54_000
@@ -53,8 +53,7 @@ def timed_steps(task, optimizer, batches, steps: int) -> float:
     ends = []
     for images, labels in batches[:steps + 1]:
         loss = F.cross_entropy(task(images), labels)
-        extra = [v for m in task.modules() for v in getattr(m, "aux_losses", {}).values()]
-        (loss + sum(extra)).backward()
+        (loss + sum(collect_aux_losses(task.expert_layers()).values())).backward()  # as training_step adds
         optimizer.step()
         optimizer.zero_grad()
         ends.append(time.perf_counter())

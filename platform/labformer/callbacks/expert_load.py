@@ -43,9 +43,7 @@ class ExpertLoad(L.Callback):
         self.sums, self.batches = {}, 0
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        from labformer.layers.moe import moe_layers
-
-        for i, layer in enumerate(moe_layers(pl_module)):
+        for i, layer in enumerate(pl_module.expert_layers()):
             if layer.load is not None:
                 key = f"layer {i}"
                 self.sums[key] = self.sums.get(key, 0) + layer.load.detach().float().cpu()

@@ -119,11 +119,17 @@ class Task(L.LightningModule):
                 "Try a lower task.lr, trainer.gradient_clip_val=1.0, or trainer.precision=32-true")
         return loss
 
+    def expert_layers(self) -> list[nn.Module]:
+        """The model's mixture-of-experts layers, found once (the module tree does not change after build)."""
+        if "_expert_layers" not in self.__dict__:
+            from labformer.layers.moe import moe_layers
+
+            self.__dict__["_expert_layers"] = moe_layers(self)
+        return self.__dict__["_expert_layers"]
+
     def configure_callbacks(self) -> list[L.Callback]:
         """Callbacks every family gets: the expert-load picture when the backbone has MoE layers."""
-        from labformer.layers.moe import moe_layers
-
-        if not moe_layers(self):
+        if not self.expert_layers():
             return []
         from labformer.callbacks.expert_load import ExpertLoad
 
@@ -132,17 +138,15 @@ class Task(L.LightningModule):
     def auxiliary_loss(self, stage: str) -> torch.Tensor | None:
         """The mixture-of-experts layers' auxiliary losses of the last forward (load balancing, router z,
         consistency), each logged as <stage>/<name> beside the share of dropped tokens; None without MoE."""
-        from labformer.layers.moe import collect_aux_losses, moe_layers
-
-        if getattr(self, "_moe_layers", None) is None:
-            self._moe_layers = moe_layers(self)
-        if not self._moe_layers:
+        layers = self.expert_layers()
+        if not layers:
             return None
-        losses = collect_aux_losses(self._moe_layers)
+        from labformer.layers.moe import collect_aux_losses
+
+        losses = collect_aux_losses(layers)
         for name, value in losses.items():
             self.log(f"{stage}/{name}", value, on_step=False, on_epoch=True)
-        self.log(f"{stage}/moe_dropped", sum(m.dropped for m in self._moe_layers) / len(self._moe_layers),
-                 on_step=False, on_epoch=True)
+        self.log(f"{stage}/moe_dropped", sum(m.dropped for m in layers) / len(layers), on_step=False, on_epoch=True)
         return sum(losses.values()) if losses else None
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:

@@ -132,7 +132,7 @@ class TimeSeriesTask(Task):
 
     def classify(self, x: torch.Tensor, y: torch.Tensor, stage: str) -> torch.Tensor:
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
+        loss = self.criterion(logits, y)
         acc = self.acc[f"{stage}_acc"]  # keys get a suffix: "train" is an nn.Module method name
         acc.update(logits.detach(), y)
         self.log(f"{stage}/loss", loss, prog_bar=stage != "test", on_step=stage == "train", on_epoch=True,

@@ -44,7 +44,6 @@ class SoftMoE(MoELayer):
         # Each slot passes through one expert (compute per slot as in top-1 routing); a token's output then
         # mixes every expert's slot outputs, but counting those would make Soft MoE look dense.
         self.experts.active = 1.0
-        self.dispatch = self.combine = None  # the last forward's weights (for tests and pictures)
 
     def weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(dispatch, combine), each [B, T, E*S]: dispatch sums to 1 over T, combine over E*S."""
@@ -63,7 +62,6 @@ class SoftMoE(MoELayer):
         slots = torch.einsum("btn,btd->bnd", dispatch.to(x.dtype), x)  # [B, E*S, D]
         per_expert = slots.view(b, e, s, d).transpose(0, 1).reshape(e, b * s, d)
         out = self.experts(per_expert).view(e, b, s, d).transpose(0, 1).reshape(b, e * s, d)
-        self.dispatch, self.combine = dispatch.detach(), combine.detach()
         self.load = combine.detach().view(-1, e, s).sum(-1).mean(0)  # each expert's share of the output weight
         self.aux_losses = {}
         return torch.einsum("btn,bnd->btd", combine.to(x.dtype), out)

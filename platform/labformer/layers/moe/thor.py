@@ -36,7 +36,6 @@ class THOR(MoELayer):
             raise UserError(f"thor: eval_mode={eval_mode!r} is unknown; use mean or random")
         self.num_experts, self.consistency_weight, self.eval_mode = num_experts, consistency_weight, eval_mode
         self.experts = Experts(num_experts, dim, hidden_width(dim, hidden_ratio), bias, dropout)
-        self.last_draw: tuple[int, int] | None = None
 
     def draw(self) -> tuple[int, int]:
         i, j = torch.randint(self.num_experts, (2,)).tolist()
@@ -49,7 +48,6 @@ class THOR(MoELayer):
             flat = x.reshape(1, -1, x.shape[-1]).expand(e, -1, -1)
             return self.experts(flat).mean(0).view(x.shape)
         i, j = self.draw()
-        self.last_draw = (i, j)
         y = self.experts.one(i, x)
         self.load = torch.nn.functional.one_hot(torch.tensor(i), e).float()
         self.aux_losses = {}

@@ -10,6 +10,8 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from labformer.errors import UserError
+
 
 # builder argument: the DataModule attribute it comes from
 INPUTS = {"in_chans": "in_chans", "img_size": "img_size"}
@@ -21,3 +23,12 @@ class VisionBackbone(Protocol):
     num_features: int  # D
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+def check_patches_and_depth(patch_size: int, img_size: int, depth: int, blocks: str, example_depth: int) -> None:
+    """The settings every patch-based backbone written here shares, checked with the fix in the message."""
+    if patch_size < 1 or img_size < patch_size:
+        raise UserError(f"model.patch_size={patch_size} must be between 1 and img_size={img_size}; "
+                        "e.g. model.patch_size=4 for 28-32 px images")
+    if depth < 1:
+        raise UserError(f"model.depth={depth} must be >= 1 ({blocks}); e.g. model.depth={example_depth}")

@@ -29,6 +29,7 @@ from timm.layers import PatchEmbed, trunc_normal_
 from torch import Tensor, nn
 
 from labformer.errors import UserError
+from labformer.models.vision.base import check_patches_and_depth
 from labformer.registry import register
 
 
@@ -107,11 +108,7 @@ class CRATE(nn.Module):
         num_heads: subspaces K (p = d / K); step_size: ISTA step eta; lambd: ISTA sparsity weight lambda;
         drop_rate: dropout on the embedded tokens."""
         super().__init__()
-        if patch_size < 1 or img_size < patch_size:
-            raise UserError(f"model.patch_size={patch_size} must be between 1 and img_size={img_size}; "
-                            "e.g. model.patch_size=4 for 28-32 px images")
-        if depth < 1:
-            raise UserError(f"model.depth={depth} must be >= 1 (CRATE layers); e.g. model.depth=12")
+        check_patches_and_depth(patch_size, img_size, depth, "CRATE layers", 12)
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
         self.num_features = self.embed_dim = embed_dim
         num_tokens = self.patch_embed.num_patches

@@ -40,6 +40,7 @@ from timm.layers import PatchEmbed
 from torch import Tensor, nn
 
 from labformer.errors import UserError
+from labformer.models.vision.base import check_patches_and_depth
 from labformer.registry import register
 
 Fill = Literal["replicate", "zero"]
@@ -107,11 +108,7 @@ class MONet(nn.Module):
         depth: Poly-Blocks (two Mu-Layers each); hidden_ratio: m / d; rank_ratio: l / m (the low rank of
         B D, below 1); shift_fill: what edge tokens read where the shift has no neighbour."""
         super().__init__()
-        if patch_size < 1 or img_size < patch_size:
-            raise UserError(f"model.patch_size={patch_size} must be between 1 and img_size={img_size}; "
-                            "e.g. model.patch_size=4 for 28-32 px images")
-        if depth < 1:
-            raise UserError(f"model.depth={depth} must be >= 1 (Poly-Blocks); e.g. model.depth=8")
+        check_patches_and_depth(patch_size, img_size, depth, "Poly-Blocks", 8)
         if embed_dim < 4 or embed_dim % 4:
             raise UserError(f"model.embed_dim={embed_dim} must be a positive multiple of 4 (the shift moves 4 "
                             "channel groups); e.g. model.embed_dim=128")
