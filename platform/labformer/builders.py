@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import (Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint,
-                                         RichProgressBar, TQDMProgressBar)
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 from labformer import registry
 from labformer.callbacks.epoch_summary import EpochSummary
+from labformer.callbacks.last_checkpoint import LastCheckpoint
+from labformer.callbacks.progress import progress_bar
 from labformer.callbacks.rng_state import RNGStateCallback
 from labformer.callbacks.slurm_requeue import SlurmRequeue
 from labformer.callbacks.throughput import ThroughputMonitor
@@ -67,18 +68,17 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Callback]:
         ModelCheckpoint(dirpath=checkpoints, filename="best-epoch{epoch:03d}", monitor=monitor, mode=mode,
                         save_top_k=c.checkpoint.save_top_k, every_n_epochs=c.checkpoint.every_n_epochs,
                         auto_insert_metric_name=False),
-        # A second checkpointer for last.ckpt: with save_last=True, Lightning rewrites last.ckpt only
-        # in epochs where the monitored metric improved, and a resume would go back to the best epoch.
-        ModelCheckpoint(dirpath=checkpoints, filename="last", monitor=None, save_top_k=1,
-                        every_n_epochs=c.checkpoint.every_n_epochs, enable_version_counter=False),
+        LastCheckpoint(checkpoints, every_n_epochs=c.checkpoint.every_n_epochs,
+                       min_seconds=c.checkpoint.last_every_seconds),
         RNGStateCallback(), ThroughputMonitor(), EpochSummary(), SlurmRequeue(),
     ]
-    bars = {"tqdm": TQDMProgressBar, "rich": RichProgressBar, "none": None}
+    bars = ("tqdm", "rich", "none")
     if c.progress_bar not in bars:
         raise UserError(f"callbacks.progress_bar={c.progress_bar} is unknown; use one of {', '.join(bars)}")
     # trainer.enable_progress_bar=false is the Trainer's own switch: honour it instead of clashing.
-    if bars[c.progress_bar] is not None and cfg.trainer.get("enable_progress_bar", True):
-        callbacks.append(bars[c.progress_bar]())
+    bar = progress_bar(c.progress_bar) if cfg.trainer.get("enable_progress_bar", True) else None
+    if bar is not None:
+        callbacks.append(bar)
     if c.get("lr_monitor") and cfg.logger.name != "none":
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     if c.get("early_stopping"):

@@ -13,7 +13,8 @@ def format_metrics(metrics: dict[str, float]) -> str:
 
 
 class EpochSummary(L.Callback):
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    # After validation has ended: by then Lightning has reduced the epoch's values into callback_metrics.
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         shown = {k: v for k, v in trainer.callback_metrics.items()

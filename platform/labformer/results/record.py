@@ -26,7 +26,7 @@ FORMAT = 1
 # Settings that name or place a run, or only change what it prints: not part of what was run.
 IDENTITY_KEYS = ("run_id", "paths", "logger", "ckpt_path", "callbacks.progress_bar", "trainer.enable_progress_bar",
                  "trainer.enable_model_summary", "trainer.log_every_n_steps", "data.num_workers", "data.cache_dir",
-                 "data.download")
+                 "data.download", "callbacks.checkpoint.last_every_seconds")
 REPEAT_KEYS = ("seed", "data.split", "data.fold")  # what varies between repetitions of one configuration
 LIBRARIES = ("torch", "lightning", "torchmetrics", "timm", "torch_geometric", "hydra-core", "numpy")
 

@@ -12,6 +12,7 @@ import torch.nn as nn
 from omegaconf import OmegaConf
 
 from labformer.errors import TrainingFailed, UserError
+from labformer.tasks.epoch_logging import EpochLogging
 from labformer.utils.checkpoint_io import CONFIG_KEY
 
 
@@ -19,7 +20,7 @@ class NonFiniteLossError(TrainingFailed):
     """The loss became NaN/inf; raised before the optimiser step so the weights stay good."""
 
 
-class Task(L.LightningModule):
+class Task(EpochLogging):
     """A backbone from the registry plus the family's head, loss and metrics.
 
     A family states its contract in the class attributes and classmethods below (builders.py
@@ -128,12 +129,15 @@ class Task(L.LightningModule):
         return self.__dict__["_expert_layers"]
 
     def configure_callbacks(self) -> list[L.Callback]:
-        """Callbacks every family gets: the expert-load picture when the backbone has MoE layers."""
+        """Callbacks every family gets: per-epoch metrics, and the expert-load picture when the backbone
+        has MoE layers."""
+        from labformer.callbacks.epoch_metrics import EpochMetrics
+
         if not self.expert_layers():
-            return []
+            return [EpochMetrics()]
         from labformer.callbacks.expert_load import ExpertLoad
 
-        return [ExpertLoad()]
+        return [EpochMetrics(), ExpertLoad()]
 
     def auxiliary_loss(self, stage: str) -> torch.Tensor | None:
         """The mixture-of-experts layers' auxiliary losses of the last forward (load balancing, router z,

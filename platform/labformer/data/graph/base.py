@@ -28,7 +28,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch_geometric.data import Data
+from torch_geometric.data import Batch, Data
 from torch_geometric.loader import DataLoader
 
 from torch_geometric.utils import coalesce, remove_self_loops, to_undirected
@@ -86,6 +86,7 @@ class GraphDataModule(L.LightningDataModule):
         self.graphs: list[Data] | None = None
         self.split_index: dict[str, Any] = {}  # inductive: graph ids; transductive: node masks
         self._applied: set[str] = set()
+        self._collated: dict[str, Batch] = {}  # transductive: split -> its one batch
 
     # -- per dataset ---------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
@@ -135,6 +136,7 @@ class GraphDataModule(L.LightningDataModule):
             if tag not in self._applied:
                 apply_cached(self.graphs, t, self.dataset_key, self.cache_dir)
                 self._applied.add(tag)
+                self._collated.clear()
 
     def split(self, split: str) -> list[Data]:
         self.setup()
@@ -145,7 +147,11 @@ class GraphDataModule(L.LightningDataModule):
         return [self.graphs[i] for i in self.split_index[split]]
 
     # -- loaders -------------------------------------------------------------------------
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool) -> DataLoader | list[Batch]:
+        if self.transductive:  # one graph, the same batch every epoch: collated once, not once per epoch
+            if split not in self._collated:
+                self._collated[split] = Batch.from_data_list(self.split(split))
+            return [self._collated[split]]
         return DataLoader(self.split(split), batch_size=self.batch_size, shuffle=shuffle and not self.transductive,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
                           pin_memory=torch.cuda.is_available())

@@ -1,3 +1,3 @@
 """Vision backbones: `images[B,C,H,W] -> features[B,D]`, each exposing `num_features`."""
-from labformer.models.vision import (crate, moe_vit, monet, sparse_mlp, t2t_vit, timm_adapter,  # noqa: F401
+from labformer.models.vision import (crate, mlp, moe_vit, monet, sparse_mlp, t2t_vit, timm_adapter,  # noqa: F401
                                      widenet)
