@@ -3,7 +3,8 @@
 `python -m labformer results <runs> [--by KEYS]`: a mean +- std table of finished runs' records.
 `python -m labformer reproduce <table> [overrides]`: run a paper's table (conf/reproduce/) and render it.
 `python -m labformer render <markdown files> [--check]`: fill the record-backed tables inside Markdown files.
-`python -m labformer analyse <checkpoint> --attention [--batch N] [--out DIR]`: attention maps of a trained run."""
+`python -m labformer analyse <checkpoint> --attention|--atman|--pairs|--project [--batch N] [--out DIR]`: attention
+maps, AtMan token relevance, a siamese encoder's pair attribution, the logit lens of a trained run."""
 from __future__ import annotations
 
 import argparse
@@ -128,6 +129,17 @@ def main(argv: list[str] | None = None) -> int:
     ana.add_argument("--batch", type=int, default=8, help="items of the test split (else validation) to run "
                                                            "(default: %(default)s; the picture shows the first)")
     ana.add_argument("--out", help="where to write (default: the checkpoint's run directory)")
+    ana.add_argument("--atman", action="store_true", help="AtMan: each input token's (patch's) relevance to the "
+                     "prediction, by suppressing the attention to it: atman_relevance.png, .npz, .json")
+    ana.add_argument("--suppression", type=float, default=0.9, help="AtMan's p: scores to a suppressed token are "
+                     "multiplied by 1 - p (default: %(default)s)")
+    ana.add_argument("--kappa", type=float, help="AtMan's spreading: also suppress tokens whose cosine similarity "
+                     "to the suppressed one is >= kappa, e.g. 0.7 (default: off)")
+    ana.add_argument("--pairs", action="store_true", help="contrastive runs: the similarity of the first two "
+                     "items split over patch x patch / token x token pairs: pair_attribution.png, .npz, .json")
+    ana.add_argument("--steps", type=int, default=64, help="integration steps of --pairs (default: %(default)s)")
+    ana.add_argument("--project", action="store_true", help="logit lens: every layer's hidden state read out "
+                     "through the final norm and the unembedding (lm) or the head (vision): logit_lens.png, ...")
     args, rest = parser.parse_known_args(argv)
     if args.command == "reproduce" and not [r for r in rest if r.startswith("-")]:
         args.overrides += rest  # overrides given after an option
@@ -156,7 +168,8 @@ def run_command(args: argparse.Namespace) -> str:
     if args.command == "analyse":
         from labformer.analysis.command import analyse
 
-        return analyse(args.checkpoint, args.attention, args.batch, args.out)
+        return analyse(args.checkpoint, args.attention, args.batch, args.out, atman=args.atman, pairs=args.pairs,
+                       project=args.project, suppression=args.suppression, kappa=args.kappa, steps=args.steps)
     if args.command == "render":
         from labformer.results.markdown import render_markdown
 

@@ -85,14 +85,26 @@ def _resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
     return str(ckpt_path)
 
 
-def _load_init_weights(module: L.LightningModule, path: str) -> None:
-    state = read_checkpoint(path)["state_dict"]
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    if unexpected or [k for k in missing if not k.startswith("head.")]:
+def _load_init_weights(module: L.LightningModule, path: str, task: str | None = None) -> None:
+    ckpt = read_checkpoint(path)
+    state, new_parts = ckpt["state_dict"], ("head.",)
+    source = ((ckpt[CONFIG_KEY].get("config") or {}).get("task") or {}).get("name")
+    transfer = bool(task and source and source != task)
+    if transfer:
+        # Pretrained by another task (task=contrastive): its backbone transfers, this task's own parts are new.
+        state = {k: v for k, v in state.items() if k.startswith("backbone.")}
+        new_parts = tuple({k.split(".")[0] + "." for k in module.state_dict() if not k.startswith("backbone.")})
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # same names, other sizes
+        raise UserError(f"init_from={path}: its weights do not fit this model ({str(e).splitlines()[-1].strip()}). "
+                        "Use a checkpoint of the same model= and its sizes") from None
+    if unexpected or [k for k in missing if not k.startswith(new_parts)]:
         raise UserError(f"init_from={path}: its weights do not fit this model "
                         f"(missing {missing[:5]}, unexpected {unexpected[:5]}). "
                         "Use a checkpoint of the same model= and its sizes")
-    log.info("initialised weights from %s%s", path, " (new head)" if missing else "")
+    log.info("initialised weights from %s%s", path, f" (backbone of a task={source} run)" if transfer
+             else " (new head)" if missing else "")
 
 
 def _quiet_lightning_console() -> None:
@@ -132,7 +144,7 @@ def train(cfg: DictConfig) -> RunResult:
     module = build_task(cfg, datamodule, resolved)
     module.provenance = provenance(resolved)
     if cfg.get("init_from") and resume is None:
-        _load_init_weights(module, cfg.init_from)
+        _load_init_weights(module, cfg.init_from, cfg.task.name)
     if cfg.get("compile"):
         # In place: the state_dict keys stay those of the plain module, so checkpoints load either way,
         # and every holder of the backbone (the contrastive encoder) runs the compiled forward.
@@ -207,15 +219,9 @@ def _report(result: RunResult, logger: Any, trainer: L.Trainer) -> None:
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Rebuild everything from the config stored in `cfg.ckpt_path` and test it."""
-    ckpt = read_checkpoint(cfg.ckpt_path)
-    stored = OmegaConf.create(ckpt[CONFIG_KEY]["config"])
-    # Data lives where this machine keeps it, not where the checkpoint was written.
-    stored.paths.data_dir = cfg.paths.data_dir
-    if cfg.get("batch_size"):
-        stored.data.batch_size = cfg.batch_size
-    L.seed_everything(stored.seed, workers=True, verbose=False)
-    datamodule = build_datamodule(stored)
-    module = build_task(stored, datamodule, OmegaConf.to_container(stored))
+    from labformer.analysis.rebuild import build_stored
+
+    _, stored, datamodule, module = build_stored(cfg.ckpt_path, cfg.paths.data_dir, cfg.get("batch_size"))
     trainer = L.Trainer(accelerator=stored.trainer.get("accelerator", "auto"), devices=1, logger=False,
                         enable_checkpointing=False, precision=stored.trainer.get("precision", "32-true"),
                         enable_progress_bar=True)

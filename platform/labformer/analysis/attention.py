@@ -89,7 +89,8 @@ def find_attention(model: nn.Module) -> Found:
     return found
 
 
-def nothing_to_record(model_config: Any, found: Found) -> UserError:
+def nothing_to_record(model_config: Any, found: Found,
+                      can: str = "Attention maps can be recorded from") -> UserError:
     model = model_config.get("name", "?")
     attention = model_config.get("attention")
     what = f"model={model}" + (f" (model.attention={attention})" if attention else "")
@@ -99,8 +100,7 @@ def nothing_to_record(model_config: Any, found: Found) -> UserError:
     else:
         why = "none of its modules is an attention module whose probabilities can be recorded"
     fix = " Retrain with model.attention=softmax to analyse its attention." if attention else ""
-    return UserError(f"{what} has no attention to analyse: {why}. Attention maps can be recorded from "
-                     f"{ANALYSABLE}.{fix}")
+    return UserError(f"{what} has no attention to analyse: {why}. {can} {ANALYSABLE}.{fix}")
 
 
 @contextmanager

@@ -1,9 +1,13 @@
-"""`python -m labformer analyse <checkpoint> --attention [--batch N] [--out DIR]`."""
+"""`python -m labformer analyse <checkpoint> [--attention] [--atman] [--pairs] [--project] [--batch N] [--out DIR]`."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from labformer.analysis.attention import find_attention, nothing_to_record, record_attention
+from labformer.analysis import atman as atman_tool
+from labformer.analysis import pairs as pairs_tool
+from labformer.analysis import project as project_tool
+from labformer.analysis.attention import Found, find_attention, nothing_to_record, record_attention
+from labformer.analysis.inputs import Job
 from labformer.analysis.outputs import log_to_wandb, plot_maps, write_arrays
 from labformer.analysis.rebuild import first_items, rebuild
 from labformer.errors import UserError
@@ -15,39 +19,70 @@ def run_directory(checkpoint: Path) -> Path:
     return folder.parent if folder.name == "checkpoints" else folder
 
 
-def analyse(checkpoint: str | Path, attention: bool = False, batch: int = 8, out: str | Path | None = None) -> str:
+def analyse(checkpoint: str | Path, attention: bool = False, batch: int = 8, out: str | Path | None = None, *,
+            atman: bool = False, pairs: bool = False, project: bool = False, suppression: float = 0.9,
+            kappa: float | None = None, steps: int = 64) -> str:
     """Rebuild the run from `checkpoint`, run its first `batch` test items (validation without a test
-    split) through it and write what was asked for; returns the lines to print."""
-    if not attention:
+    split) through it and write what was asked for; returns the lines to print.
+
+    attention: attention probabilities per layer and head; atman: AtMan token relevance (suppression p,
+    spreading threshold kappa); pairs: a siamese encoder's similarity of items 0 and 1 split over input pairs
+    (`steps` integration steps); project: the logit lens over the residual stream (and FFN neurons).
+    """
+    if not (attention or atman or pairs or project):
         raise UserError("nothing to analyse: say what to record, e.g. "
-                        f"python -m labformer analyse {checkpoint} --attention")
+                        f"python -m labformer analyse {checkpoint} --attention (attention maps), --atman (AtMan "
+                        "token relevance), --pairs (a siamese encoder's pair attribution) or --project (logit lens)")
     if batch < 1:
         raise UserError(f"--batch {batch}: give the number of items to analyse, at least 1")
+    if steps < 1:
+        raise UserError(f"--steps {steps}: give the number of integration steps of --pairs, at least 1 (e.g. 64)")
     checkpoint = Path(checkpoint)
     run = rebuild(checkpoint)
-    found = find_attention(run.module)
-    if not found.recorded:  # before any data is read
+    # Every tool's checks before any data is read.
+    found = find_attention(run.module) if attention else None
+    if found is not None and not found.recorded:
         raise nothing_to_record(run.config.model, found)
-    split, inputs = first_items(run.datamodule, batch)
-    layers = record_attention(run.module, inputs, found)
-    if not layers:
-        raise nothing_to_record(run.config.model, found)
+    if atman:
+        atman_tool.check(run, suppression, kappa)
+    if pairs:
+        pairs_tool.check(run)
+    if project:
+        project_tool.check(run)
+    split, inputs = first_items(run.datamodule, max(batch, 2) if pairs else batch)
+    if pairs and len(inputs) < 2:
+        raise UserError(f"--pairs needs two items, and the {split} split holds only {len(inputs)}")
 
-    out_dir = Path(out) if out else run_directory(checkpoint)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cfg = run.config
-    items, heads = layers[0][1].shape[0], max(p.shape[1] for _, p in layers)
-    title = (f"attention of {split} item 0 (query x key)\n"
-             f"model={cfg.model.name} data={cfg.data.name}\n{checkpoint.name}")
-    png = plot_maps(layers, out_dir, title)
-    npz = write_arrays(layers, out_dir)
-    short = f" (the split holds only {items})" if items < batch else ""
-    lines = [f"attention of {len(layers)} layers, up to {heads} heads, on the first {items} {split} items"
-             f"{short} of data={cfg.data.name}, model={cfg.model.name} from {checkpoint}"]
-    lines += found.skipped_lines()
-    lines += [f"  layer{i}: {name} {list(probs.shape)}" for i, (name, probs) in enumerate(layers)]
-    lines += [f"wrote {png}", f"wrote {npz}"]
-    logged = log_to_wandb(png, cfg, run_directory(checkpoint))
+    job = Job(run, split, inputs, Path(out) if out else run_directory(checkpoint))
+    job.out.mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
+    files: list[Path] = []
+    for wanted, tool in ((found is not None, lambda: _attention(job, found, batch)),
+                         (atman, lambda: atman_tool.report(job, suppression, kappa)),
+                         (pairs, lambda: pairs_tool.report(job, steps)),
+                         (project, lambda: project_tool.report(job))):
+        if wanted:
+            more_lines, more_files = tool()
+            lines += more_lines
+            files += more_files
+    lines += [f"wrote {f}" for f in files]
+    logged = log_to_wandb([f for f in files if f.suffix == ".png"], run.config, run_directory(checkpoint))
     if logged:
         lines.append(logged)
     return "\n".join(lines)
+
+
+def _attention(job: Job, found: Found, batch: int) -> tuple[list[str], list[Path]]:
+    run, cfg = job.run, job.run.config
+    layers = record_attention(run.module, job.inputs, found)
+    if not layers:
+        raise nothing_to_record(cfg.model, found)
+    items, heads = layers[0][1].shape[0], max(p.shape[1] for _, p in layers)
+    png = plot_maps(layers, job.out, job.title(f"attention of {job.split} item 0 (query x key)"))
+    npz = write_arrays(layers, job.out)
+    short = f" (the split holds only {items})" if items < batch else ""
+    lines = [f"attention of {len(layers)} layers, up to {heads} heads, on the first {items} {job.split} items"
+             f"{short} of data={cfg.data.name}, model={cfg.model.name} from {run.path}"]
+    lines += found.skipped_lines()
+    lines += [f"  layer{i}: {name} {list(probs.shape)}" for i, (name, probs) in enumerate(layers)]
+    return lines, [png, npz]

@@ -1,6 +1,8 @@
-"""What an attention analysis leaves behind: a picture, the arrays behind it, and an optional W&B image."""
+"""What an analysis leaves behind: a picture, the numbers behind it (.npz arrays, a .json summary), and
+optionally the picture in the run's W&B history; and the drawing helpers the tools share."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -53,8 +55,39 @@ def plot_maps(layers: list[tuple[str, torch.Tensor]], out: Path, title: str) -> 
     return path
 
 
-def log_to_wandb(png: Path, config: Any, run_dir: Path) -> str | None:
-    """The picture in the run's W&B history (offline, into the run directory, `wandb sync` uploads it).
+def save_figure(fig: Any, path: Path, title: str | None = None) -> Path:
+    """`fig` as a PNG at `path` (closed afterwards, so many analyses keep no figures open)."""
+    plt = pyplot()
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_numbers(out: Path, stem: str, arrays: dict[str, Any], summary: dict[str, Any]) -> list[Path]:
+    """`<stem>.npz` (the arrays, floats as float32) and `<stem>.json` (a readable summary)."""
+    def as_array(value: Any) -> np.ndarray:
+        value = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        return value.astype(np.float32) if value.dtype.kind == "f" else value
+
+    npz, js = out / f"{stem}.npz", out / f"{stem}.json"
+    np.savez_compressed(npz, **{k: as_array(v) for k, v in arrays.items()})
+    js.write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    return [npz, js]
+
+
+def display_image(image: torch.Tensor) -> np.ndarray:
+    """A normalised image [C,H,W] as [H,W] (one channel) or [H,W,3] in [0, 1], for imshow."""
+    x = image.detach().float().cpu()
+    x = (x - x.min()) / (x.max() - x.min()).clamp_min(1e-8)
+    return x[0].numpy() if x.shape[0] == 1 else x[:3].permute(1, 2, 0).numpy()
+
+
+def log_to_wandb(png: Path | list[Path], config: Any, run_dir: Path) -> str | None:
+    """The pictures in the run's W&B history as `analysis/<file stem>` (offline, into the run directory,
+    `wandb sync` uploads them).
 
     Only for runs that used the W&B logger; any failure (no wandb, a broken install) skips it: the
     files on disk are the analysis, the W&B copy a convenience.
@@ -73,12 +106,14 @@ def log_to_wandb(png: Path, config: Any, run_dir: Path) -> str | None:
                          id=config.get("run_id"), name=config.get("run_id"), dir=str(run_dir), mode="offline",
                          resume="allow", group=logger.get("group"), job_type="analysis",
                          settings=wandb.Settings(silent=True))
+        pngs = [png] if isinstance(png, Path) else list(png)
+        keys = [f"analysis/{p.stem}" for p in pngs]
         try:
-            run.log({"analysis/attention_maps": wandb.Image(str(png))})
+            run.log({k: wandb.Image(str(p)) for k, p in zip(keys, pngs)})
             where = Path(run.dir).parent  # .../wandb/offline-run-<time>-<id>/files -> the run folder
         finally:
             run.finish()
-        return f"W&B: analysis/attention_maps logged offline in {where}; upload it with: wandb sync {where}"
+        return f"W&B: {', '.join(keys)} logged offline in {where}; upload with: wandb sync {where}"
     except Exception:
         return None
     finally:

@@ -1,7 +1,7 @@
 """Task, model and weights from a checkpoint alone, and a fixed batch of its data.
 
-The rebuild is pipeline.evaluate's: the resolved run config stored under CONFIG_KEY, the
-data directory of this machine, the run's seed, then the platform's own builders.
+The rebuild is pipeline.evaluate's (both call build_stored): the resolved run config stored under
+CONFIG_KEY, the data directory of this machine, the run's seed, then the platform's own builders.
 """
 from __future__ import annotations
 
@@ -34,13 +34,24 @@ def local_data_dir() -> str:
     return str(compose_config(config="eval").paths.data_dir)
 
 
-def rebuild(path: str | Path) -> Rebuilt:
+def build_stored(path: str | Path, data_dir: str, batch_size: int | None = None,
+                 ) -> tuple[dict[str, Any], DictConfig, L.LightningDataModule, L.LightningModule]:
+    """(the checkpoint's contents, its run config with data read from `data_dir`, the DataModule and the task
+    that config builds), seeded as the run was; the weights are not loaded (eval.py lets the Trainer do it)."""
     ckpt = read_checkpoint(path)  # a missing, corrupt or foreign file is a UserError naming it
     stored = OmegaConf.create(ckpt[CONFIG_KEY]["config"])
-    stored.paths.data_dir = local_data_dir()
+    # Data lives where this machine keeps it, not where the checkpoint was written.
+    stored.paths.data_dir = data_dir
+    if batch_size:
+        stored.data.batch_size = batch_size
     L.seed_everything(stored.seed, workers=True, verbose=False)
     datamodule = build_datamodule(stored)
     module = build_task(stored, datamodule, OmegaConf.to_container(stored))
+    return ckpt, stored, datamodule, module
+
+
+def rebuild(path: str | Path) -> Rebuilt:
+    ckpt, stored, datamodule, module = build_stored(path, local_data_dir())
     try:
         module.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:

@@ -24,14 +24,19 @@ class SoftmaxAttention(QKVAttention):
     # call spells the same math out and keeps them in `probs` [B,H,T,T]; off, SDPA runs as always.
     record = False
     probs: torch.Tensor | None = None
+    # Set by labformer.analysis.atman: factors [B, T] multiplying the pre-softmax scores to each key
+    # (AtMan's suppression, QK^T/sqrt(d_h) * f before the mask); a call with them takes the explicit path.
+    suppress: torch.Tensor | None = None
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        if self.record:
+        if self.record or self.suppress is not None:
             return self.attend_recorded(q, k, v)
         return F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_dropout, is_causal=self.causal)
 
     def attend_recorded(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        if self.suppress is not None:
+            scores = scores * self.suppress[:, None, None, :].to(scores.dtype)
         if self.causal:  # SDPA's is_causal: key j > query i is masked
             t, s = scores.shape[-2:]
             scores = scores.masked_fill(torch.ones(t, s, dtype=torch.bool, device=q.device).triu(1), float("-inf"))
