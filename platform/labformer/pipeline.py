@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from labformer import registry
@@ -194,6 +195,13 @@ def _finish_wandb(failed: bool) -> None:
     if "wandb" in sys.modules:  # only when the run used it
         import wandb
 
+        from labformer.utils.wandb_background import wait_for_wandb
+
+        try:
+            wait_for_wandb()
+        except Exception:  # a W&B that failed to start has nothing to finish; its error was raised already
+            pass
+
         if wandb.run is not None:
             wandb.finish(exit_code=1 if failed else 0)
 
@@ -211,7 +219,7 @@ def _report(result: RunResult, logger: Any, trainer: L.Trainer) -> None:
     if result.last_ckpt:
         lines.append(f"last checkpoint: {result.last_ckpt}")
     for lg in trainer.loggers:
-        where = describe_wandb(lg) if type(lg).__name__ == "WandbLogger" else f"{type(lg).__name__}: {lg.log_dir}"
+        where = describe_wandb(lg) if isinstance(lg, WandbLogger) else f"{type(lg).__name__}: {lg.log_dir}"
         if where:
             lines.append(where)
     log.info("\n".join(lines))

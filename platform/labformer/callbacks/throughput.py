@@ -59,6 +59,8 @@ class ThroughputMonitor(L.Callback):
         # Scaled by the world size: every rank processes its own share of the global batch.
         n = _batch_size(batch) * trainer.world_size
         dt = time.perf_counter() - self._start
+        if not self.samples and trainer.is_global_zero:  # start-up is over (benchmarks/compare/startup.py reads this)
+            log.info("first training step done")
         self.epoch_samples += n
         self.epoch_seconds += dt
         self.samples += n

@@ -219,6 +219,8 @@ class TimeSeriesTask(Task):
         return here if wanted and Path(wanted).resolve() == here else None
 
     def _plot(self, path: Path) -> None:
+        from lightning.pytorch.loggers import WandbLogger
+
         from labformer.utils.forecast_plot import plot_forecasts
 
         pick = np.unique(np.linspace(0, len(self._examples) - 1, self.plot_windows).round().astype(int))
@@ -226,6 +228,6 @@ class TimeSeriesTask(Task):
         protocol = "drop_last" if self.test_suffix else "all windows"
         plot_forecasts(x, y, f, path, title=f"test forecasts, last channel ({protocol}; scaled units)")
         for lg in self.trainer.loggers:
-            if type(lg).__name__ == "WandbLogger":
+            if isinstance(lg, WandbLogger):
                 lg.log_image(key=f"test/forecast{self.test_suffix}", images=[str(path)])
         log.info("forecast plot: %s", path)

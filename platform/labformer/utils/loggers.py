@@ -43,12 +43,12 @@ def wandb_logger(run_dir: Path, run_id: str, project: str = "labformer", entity:
                  offline: bool | str = "auto", tags: list[str] | None = None, group: str | None = None) -> Logger:
     """offline: auto (offline into the run directory when no W&B credentials are found) | true | false;
     group: W&B's run group (e.g. the reproduction table a run belongs to)."""
-    from lightning.pytorch.loggers import WandbLogger
+    from labformer.utils.wandb_background import BackgroundWandbLogger
 
     keep_wandb_in(run_dir)
     if offline == "auto":
         offline = os.environ.get("WANDB_MODE") == "offline" or not wandb_has_credentials()
-    return WandbLogger(project=project, entity=entity, id=run_id, name=run_id, save_dir=str(run_dir),
+    return BackgroundWandbLogger(project=project, entity=entity, id=run_id, name=run_id, save_dir=str(run_dir),
                        offline=bool(offline), resume="allow", tags=list(tags or []), group=group,
                        settings={"silent": True} if offline else None)
 

@@ -49,6 +49,19 @@ def symmetric_edges(edge_index: torch.Tensor, n: int) -> torch.Tensor:
     return coalesce(to_undirected(edge_index, num_nodes=n), num_nodes=n)
 
 
+class OneBatch:
+    """A loader of one prepared batch (Lightning takes a plain list for several loaders, not one)."""
+
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+
+    def __iter__(self):
+        yield self.batch
+
+    def __len__(self) -> int:
+        return 1
+
+
 class GraphDataModule(L.LightningDataModule):
     """Shared logic; a subclass sets the class attributes and implements `load`."""
 
@@ -147,11 +160,11 @@ class GraphDataModule(L.LightningDataModule):
         return [self.graphs[i] for i in self.split_index[split]]
 
     # -- loaders -------------------------------------------------------------------------
-    def _loader(self, split: str, shuffle: bool) -> DataLoader | list[Batch]:
+    def _loader(self, split: str, shuffle: bool) -> DataLoader | OneBatch:
         if self.transductive:  # one graph, the same batch every epoch: collated once, not once per epoch
             if split not in self._collated:
                 self._collated[split] = Batch.from_data_list(self.split(split))
-            return [self._collated[split]]
+            return OneBatch(self._collated[split])
         return DataLoader(self.split(split), batch_size=self.batch_size, shuffle=shuffle and not self.transductive,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
                           pin_memory=torch.cuda.is_available())

@@ -1,0 +1,107 @@
+"""What the per-step savings must not change: epoch values equal the exact weighted means, step values
+reach the loggers on their steps, metrics are computed once per epoch, last.ckpt still follows the run."""
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import CSVLogger
+from torchmetrics.classification import MulticlassAccuracy
+
+from labformer.callbacks.epoch_metrics import EpochMetrics
+from labformer.callbacks.last_checkpoint import LastCheckpoint
+from labformer.callbacks.progress import LineProgress, ThrottledTQDM, progress_bar
+from labformer.tasks.epoch_logging import EpochLogging
+
+SIZES = [5, 3, 7, 2, 6, 4, 1]  # uneven batches: an unweighted mean of batch means would differ
+
+
+class Recorder(EpochLogging):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 3)
+        self.acc = MulticlassAccuracy(3, average="micro")
+        self.seen: list[tuple[float, int]] = []
+        self.computes = 0
+        compute = self.acc.compute
+
+        def counted():
+            self.computes += 1
+            return compute()
+
+        self.acc.compute = counted
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self.layer(x)
+        loss = F.cross_entropy(logits, y)
+        self.seen.append((loss.item(), len(y)))
+        self.acc.update(logits.detach(), y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=len(y))
+        self.log("train/acc", self.acc, on_step=False, on_epoch=True)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class Batches:
+    """Fixed batches of uneven sizes (a plain list would be taken as several loaders)."""
+
+    def __init__(self) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.items = [(torch.randn(n, 4, generator=g), torch.randint(0, 3, (n,), generator=g)) for n in SIZES]
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def batches() -> Batches:
+    return Batches()
+
+
+def test_epoch_means_are_weighted_and_steps_reach_the_logger_on_its_steps(tmp_path):
+    module = Recorder()
+    data = batches()
+    trainer = L.Trainer(max_epochs=1, logger=CSVLogger(tmp_path, name="", version="v"), log_every_n_steps=3,
+                        callbacks=[EpochMetrics()], enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.fit(module, train_dataloaders=data)
+    exact = sum(loss * n for loss, n in module.seen) / sum(SIZES)
+    assert trainer.callback_metrics["train/loss_epoch"].item() == pytest.approx(exact, rel=1e-6)
+    assert module.computes == 1  # the metric was computed once, at the epoch's end
+    rows = (tmp_path / "v" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    steps = [int(r.split(",")[header.index("step")]) for r in rows[1:] if r.split(",")[header.index("train/loss_step")]]
+    assert steps == [2, 5]  # log_every_n_steps=3: the loggers' steps only
+
+
+def test_last_checkpoint_is_written_first_and_last_but_not_every_epoch(tmp_path):
+    written: list[int] = []
+
+    class Counting(LastCheckpoint):
+        def _save_checkpoint(self, trainer, filepath):
+            written.append(trainer.current_epoch)
+            super()._save_checkpoint(trainer, filepath)
+
+    trainer = L.Trainer(max_epochs=5, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[Counting(tmp_path, min_seconds=3600)])
+    trainer.fit(Recorder(), train_dataloaders=batches())
+    assert written == [0, 4]
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == 4
+    assert LastCheckpoint(tmp_path, min_seconds=0).min_seconds == 0 and not math.isinf(0)
+
+
+def test_bars_redraw_by_time_and_log_files_get_lines():
+    bar = ThrottledTQDM(refresh_per_second=0.001)  # one redraw per 1000 s
+    assert bar._should_update(1, 10)  # the first
+    assert not bar._should_update(2, 10) and not bar._should_update(9, 10)
+    assert bar._should_update(10, 10)  # the epoch's last batch always
+    assert isinstance(progress_bar("tqdm"), LineProgress)  # pytest's stderr is not a terminal
+    assert progress_bar("none") is None

@@ -1,0 +1,77 @@
+"""The W&B logger that starts W&B in a thread: nothing waits for it until the run itself is used,
+and what was logged meanwhile arrives in order."""
+from __future__ import annotations
+
+import threading
+
+from labformer.utils.wandb_background import BackgroundWandbLogger, _PendingRun, wait_for_wandb
+
+
+class FakeRun:
+    def __init__(self) -> None:
+        self.logged: list[dict] = []
+        self.config = self
+        self.id, self.dir = "fake", "/tmp/fake/files"
+
+    def log(self, metrics: dict) -> None:
+        self.logged.append(dict(metrics))
+
+    def update(self, params: dict, allow_val_change: bool = False) -> None:
+        self.logged.append({"config": dict(params)})
+
+
+class SlowStart(BackgroundWandbLogger):
+    """W&B's start-up replaced by a fake run that becomes ready when the test says so."""
+
+    def __init__(self, go: threading.Event, fail: bool = False) -> None:
+        self.go, self.fail = go, fail
+        super().__init__(project="p", offline=True, save_dir="/tmp")
+
+    def _start(self) -> None:
+        try:
+            self.go.wait(10)
+            if self.fail:
+                raise RuntimeError("W&B could not start")
+            self._experiment = FakeRun()
+        except BaseException as e:
+            self._failure = e
+        finally:
+            self._ready.set()
+
+
+def test_logs_before_wandb_is_ready_are_queued_and_arrive_in_order():
+    go = threading.Event()
+    logger = SlowStart(go)
+    logger.log_hyperparams({"lr": 0.1})
+    logger.log_metrics({"a": 1.0}, step=0)
+    assert isinstance(logger.experiment, _PendingRun)  # Lightning's set-up touch does not wait
+    assert not logger._ready.is_set() and len(logger._queued) == 2
+    go.set()
+    logger._thread.join(5)
+    logger.log_metrics({"a": 2.0}, step=1)
+    run = logger.experiment
+    assert isinstance(run, FakeRun)
+    assert run.logged == [{"config": {"lr": 0.1}}, {"a": 1.0, "trainer/global_step": 0},
+                          {"a": 2.0, "trainer/global_step": 1}]
+
+
+def test_the_stand_in_waits_for_the_real_run():
+    go = threading.Event()
+    logger = SlowStart(go)
+    pending = logger.experiment
+    threading.Timer(0.2, go.set).start()
+    assert pending.id == "fake"  # reading an attribute waited for the start-up
+
+
+def test_a_failed_start_is_raised_in_the_run_and_not_at_exit():
+    go = threading.Event()
+    logger = SlowStart(go, fail=True)
+    logger.log_metrics({"a": 1.0}, step=0)  # queued: the failure is not known yet
+    go.set()
+    logger._thread.join(5)
+    try:
+        logger.log_metrics({"a": 2.0}, step=1)
+        raise AssertionError("the start-up failure was swallowed")
+    except RuntimeError as e:
+        assert "could not start" in str(e)
+    wait_for_wandb()  # nothing left to wait for, nothing raised twice
