@@ -8,7 +8,8 @@ augmentation):
 - scaling: every channel times its own factor ~ N(1, scaling)
 - jitter: plus Gaussian noise of standard deviation `jitter` (the data are z-scored)
 
-Forecasting data carry no class labels, so `y` is -1 and only the loss is monitored.
+Forecasting data carry no class labels, so `y` is -1 and only the loss is monitored; series
+classification data (series_classes, ucr) keep their labels: kNN and linear-probe accuracy.
 
 """
 from __future__ import annotations
@@ -71,16 +72,19 @@ def window_fetcher(data: Dataset) -> Callable[[torch.Tensor], torch.Tensor]:
 class SeriesViewAdapter:
     """Views of a forecasting DataModule's windows (its `sets`: train/val/test)."""
 
-    labelled = False  # known before any data is read: no kNN accuracy to monitor, only the loss
+    labelled = False  # forecasting windows, known before any data is read: no kNN accuracy, only the loss
 
     def __init__(self, base, jitter: float = 0.1, scaling: float = 0.1, crop: float = 0.8, **unknown: Any) -> None:
         reject_unknown("timeseries", unknown, ("jitter", "scaling", "crop"), "jitter=0.05")
         self.base = base
+        self.labelled = getattr(base, "objective", "forecast") == "classification"  # declared, not read
         self.views = SeriesViews(jitter, scaling, crop)
 
     def split(self, name: str) -> tuple[Dataset, torch.Tensor]:
         self.base.setup()
         data = self.base.sets[name]
+        if self.labelled:  # (x, y) TensorDatasets of the classification DataModules
+            return data, data.tensors[1]
         return data, torch.full((len(data),), -1, dtype=torch.long)
 
     def dataset(self, split: str, clean: bool, seed: int | None, augment: bool = True) -> Dataset:
