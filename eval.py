@@ -7,7 +7,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from labformer.cli import check_overrides, run_guarded
+from labformer.cli import check_overrides, exit_now, run_guarded
 from labformer.config_store import store_registry_configs
 from labformer.utils.run_identity import register_resolvers
 
@@ -25,3 +25,4 @@ def main(cfg: DictConfig) -> None:
 if __name__ == "__main__":
     check_overrides("eval")
     main()
+    exit_now()  # errors exit through sys.exit inside main, with their own code

@@ -8,9 +8,9 @@ maps, AtMan token relevance, a siamese encoder's pair attribution, the logit len
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import importlib
 import inspect
-import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -53,22 +53,37 @@ def source(entry: registry.Entry) -> str:
         return getattr(target, "__module__", "?")
 
 
+def module_file(module: str) -> str:
+    """A labformer module's file, relative to the repository, without importing it."""
+    base = CONF_DIR.parent / "platform" / Path(*module.split("."))
+    path = base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
+    return str(path.relative_to(CONF_DIR.parent)) if path.is_file() else module
+
+
 def list_registry(task: str | None, kind: str | None, pattern: str | None) -> str:
+    """The registry's index (registry_index.py): no family is imported once it is cached."""
+    from labformer import registry_index
+
+    indexed = registry_index.entries()
+    counts: dict[str, str] = {}
     lines = []
-    for k in [kind] if kind else registry.kinds():
-        found = registry.entries(k, task, pattern)
+    for k in [kind] if kind else sorted({e["kind"] for e in indexed}):
+        found = sorted((e for e in indexed if e["kind"] == k and (task is None or task in e["tasks"])
+                        and (pattern is None or fnmatch.fnmatch(e["name"], pattern))), key=lambda e: e["name"])
         if not found:
             continue
+        if k == "backbone" and not counts:
+            counts = registry_index.parameter_counts(lambda name: parameter_count(registry.get(name)))
         lines.append(f"\n{k} ({len(found)})")
         header = f"  {'name':22s} {'tasks':28s} {'params (MoE: active)':>22s}  defined in" if k == "backbone" else \
             f"  {'name':22s} {'tasks':28s} defined in"
         lines.append(header)
         for e in found:
-            where, tasks = source(e), ",".join(e.tasks)
+            where, tasks = module_file(e["module"]), ",".join(e["tasks"])
             if k == "backbone":
-                lines.append(f"  {e.name:22s} {tasks:28s} {parameter_count(e):>22s}  {where}")
+                lines.append(f"  {e['name']:22s} {tasks:28s} {counts[e['name']]:>22s}  {where}")
             else:
-                lines.append(f"  {e.name:22s} {tasks:28s} {where}")
+                lines.append(f"  {e['name']:22s} {tasks:28s} {where}")
     return "\n".join(lines).lstrip("\n") or "nothing registered matches"
 
 
@@ -145,8 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides += rest  # overrides given after an option
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if getattr(args, "kind", None) and args.kind not in registry.kinds():
-        parser.error(f"unknown --kind {args.kind}; valid: {', '.join(registry.kinds())}")
+    if getattr(args, "kind", None):
+        from labformer import registry_index
+
+        kinds = sorted({e["kind"] for e in registry_index.entries()})
+        if args.kind not in kinds:
+            parser.error(f"unknown --kind {args.kind}; valid: {', '.join(kinds)}")
     from labformer.cli import fail
     from labformer.errors import UserError
 
@@ -184,4 +203,6 @@ def run_command(args: argparse.Namespace) -> str:
     return list_registry(args.task, args.kind, args.pattern)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from labformer.cli import exit_now
+
+    exit_now(main())

@@ -6,7 +6,7 @@ import logging
 import sys
 from typing import Callable, TypeVar
 
-from labformer import CONF_DIR, registry
+from labformer import CONF_DIR, registry_index
 from labformer.errors import TrainingFailed, UserError, unknown_choice
 
 T = TypeVar("T")
@@ -18,7 +18,7 @@ def config_choices(group: str) -> list[str]:
 
     folder = CONF_DIR / group
     files = {p.stem for p in folder.glob("*.yaml")} if folder.is_dir() else set()
-    entries = set(registry.list_models(kind=GROUPS[group])) if group in GROUPS else set()
+    entries = {e["name"] for e in registry_index.entries(GROUPS[group])} if group in GROUPS else set()
     return sorted(files | entries)
 
 
@@ -44,6 +44,30 @@ def check_overrides(config_name: str, argv: list[str] | None = None) -> None:
 def fail(error: BaseException, code: int = 2) -> None:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(code)
+
+
+def exit_now(code: int = 0) -> None:
+    """End the process without the interpreter's teardown of every loaded module.
+
+    With torch and Lightning loaded that teardown costs about a second of CPU (seconds of wall time
+    on a busy machine) after the run has finished. Everything a normal exit does for the run still
+    happens first: other threads are joined, exit handlers run (logging's flush, W&B, multiprocessing,
+    temporary folders), and the standard streams are flushed.
+    """
+    import atexit
+    import os
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or broken pipe: nothing more can be written anyway
+            pass
+    os._exit(code)
 
 
 def in_optuna_study() -> bool:

@@ -52,15 +52,21 @@ def entry_config(entry: registry.Entry) -> dict[str, Any]:
     return node
 
 
-def _open_mappings(node: dict[str, Any], entry: registry.Entry) -> Any:
-    """`node` as a DictConfig whose option mappings (e.g. attention_kwargs) accept new keys: Hydra composes in
-    struct mode, where `model.attention_kwargs.groups=8` would be refused as an unknown key."""
+def open_mapping_keys(entry: registry.Entry) -> list[str]:
+    """Settings of `entry` that are option mappings (e.g. attention_kwargs): they must accept new keys."""
+    params = entry.parameters()
+    return [key for key, value in entry_config(entry).items()
+            if key in params and _is_mapping(params[key][1]) and isinstance(value, dict)]
+
+
+def _open_mappings(node: dict[str, Any], open_keys: list[str]) -> Any:
+    """`node` as a DictConfig whose option mappings accept new keys: Hydra composes in struct mode, where
+    `model.attention_kwargs.groups=8` would be refused as an unknown key."""
     from omegaconf import OmegaConf
 
     config = OmegaConf.create(node)
-    params = entry.parameters()
-    for key in node:
-        if key in params and _is_mapping(params[key][1]) and OmegaConf.is_dict(config[key]):
+    for key in open_keys:
+        if OmegaConf.is_dict(config[key]):
             OmegaConf.set_struct(config[key], False)
     return config
 
@@ -73,18 +79,33 @@ _stored = False
 
 
 def store_registry_configs() -> None:
-    """Add every registry entry to Hydra's ConfigStore (once per process; call before composing)."""
+    """Add every registry entry to Hydra's ConfigStore (once per process; call before composing). The nodes
+    come from the registry's index (registry_index.py: no family is imported once it is cached); entries
+    registered in this process beyond it (a notebook's, a test's) are added from the live registry."""
     global _stored
     if _stored:
         return
     _stored = True
+    from labformer import registry_index
+
     store = ConfigStore.instance()
-    for group, kind in GROUPS.items():
-        for entry in registry.entries(kind):
-            store.store(group=group, name=entry.name, node=_open_mappings(entry_config(entry), entry),
-                        provider="labformer")
-    for entry in registry.entries("task"):
-        store.store(group=TASK_GROUP, name=entry.name, node=task_config(entry), provider="labformer")
+    groups = {kind: group for group, kind in GROUPS.items()}
+    indexed = set()
+    for item in registry_index.entries():
+        indexed.add((item["kind"], item["name"]))
+        if item["kind"] == "task":
+            store.store(group=TASK_GROUP, name=item["name"], node=item["node"], provider="labformer")
+        elif item["kind"] in groups:
+            store.store(group=groups[item["kind"]], name=item["name"],
+                        node=_open_mappings(item["node"], item["open"]), provider="labformer")
+    for kind, group in groups.items():
+        for entry in registry._REGISTRY.get(kind, {}).values():
+            if (kind, entry.name) not in indexed:
+                store.store(group=group, name=entry.name, node=_open_mappings(entry_config(entry),
+                            open_mapping_keys(entry)), provider="labformer")
+    for entry in registry._REGISTRY.get("task", {}).values():
+        if ("task", entry.name) not in indexed:
+            store.store(group=TASK_GROUP, name=entry.name, node=task_config(entry), provider="labformer")
 
 
 def compose_config(*overrides: str, config: str = "train") -> DictConfig:

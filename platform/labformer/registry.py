@@ -21,6 +21,9 @@ newly registered entry is listed and tested the moment its module is imported.
 from __future__ import annotations
 
 import fnmatch
+import importlib
+import pkgutil
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -40,6 +43,7 @@ class Entry:
     args: dict[str, Any] = field(default_factory=dict)  # this variant's defaults, over the signature's
     signature: Callable[..., Any] | None = None  # whose parameters are the settings (default: builder)
     fixed: dict[str, Any] = field(default_factory=dict)  # always passed, never a setting (e.g. which file)
+    module: str = ""  # the module whose import registers it (registry_index.py imports only that one)
 
     @property
     def config_group(self) -> str:
@@ -105,6 +109,7 @@ def register(name: str, *, task: str | tuple[str, ...], kind: str = BACKBONE, ar
     `fixed`: arguments it always passes that are not settings (one reader, several files).
     """
     tasks = (task,) if isinstance(task, str) else tuple(task)
+    module = sys._getframe(1).f_globals.get("__name__", "")
 
     def add(builder: Callable[..., Any]) -> Callable[..., Any]:
         entries = _REGISTRY.setdefault(kind, {})
@@ -112,19 +117,41 @@ def register(name: str, *, task: str | tuple[str, ...], kind: str = BACKBONE, ar
             raise ValueError(f"{kind} '{name}' is registered twice "
                              f"({entries[name].builder.__module__} and {builder.__module__})")
         entries[name] = Entry(name, kind, tasks, builder, dict(meta), dict(args or {}), signature,
-                               dict(fixed or {}))
+                               dict(fixed or {}), module)
         return builder
 
     return add
 
 
+_all_loaded = False
+# Packages whose modules register entries: each family's folder is imported on its own.
+FAMILY_PACKAGES = ("labformer.data", "labformer.models", "labformer.tasks")
+
+
 def _load_all() -> None:
-    # Importing the packages runs their @register decorators.
-    import labformer.data  # noqa: F401
-    import labformer.models  # noqa: F401
-    import labformer.objectives  # noqa: F401
-    import labformer.tasks  # noqa: F401
-    import labformer.utils.loggers  # noqa: F401
+    """Import every family (their @register decorators run): what listing everything needs."""
+    global _all_loaded
+    if _all_loaded:
+        return
+    for package in FAMILY_PACKAGES:
+        for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
+            importlib.import_module(f"{package}.{info.name}")
+    for module in ("labformer.objectives", "labformer.layers", "labformer.utils.loggers"):
+        importlib.import_module(module)
+    _all_loaded = True
+
+
+def _load(kind: str, name: str) -> None:
+    """Make entry `name` of `kind` registered: import only its module when the index knows it."""
+    if name in _REGISTRY.get(kind, {}):
+        return
+    from labformer import registry_index
+
+    module = registry_index.module_of(kind, name)
+    if module:
+        importlib.import_module(module)
+    if name not in _REGISTRY.get(kind, {}):
+        _load_all()
 
 
 def kinds() -> list[str]:
@@ -147,10 +174,10 @@ def list_models(task: str | None = None, pattern: str | None = None, kind: str =
 
 def get(name: str, kind: str = BACKBONE, task: str | None = None) -> Entry:
     """The entry `name`; a clear error if it is unknown or does not serve `task`."""
-    _load_all()
+    _load(kind, name)
     known = _REGISTRY.get(kind, {})
     what = "model" if kind == BACKBONE else kind
-    if name not in known:
+    if name not in known:  # _load imported every family looking for it: the message lists them all
         valid = [e.name for e in known.values() if task is None or task in e.tasks]
         scope = f" for task '{task}'" if task else ""
         raise unknown_choice(what, name, valid or known,
@@ -158,7 +185,8 @@ def get(name: str, kind: str = BACKBONE, task: str | None = None) -> Entry:
                              if valid else "")
     entry = known[name]
     if task is not None and task not in entry.tasks:
-        valid = [e.name for e in known.values() if task in e.tasks]
+        _load_all()
+        valid = [e.name for e in _REGISTRY.get(kind, {}).values() if task in e.tasks]
         raise UserError(
             f"{what} '{name}' does not serve task '{task}'; it serves: {', '.join(entry.tasks)}.\n"
             f"Use task={entry.tasks[0]}, or a {what} of task '{task}': {', '.join(sorted(valid))}")
