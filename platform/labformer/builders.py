@@ -17,6 +17,7 @@ from labformer.callbacks.progress import progress_bar
 from labformer.callbacks.rng_state import RNGStateCallback
 from labformer.callbacks.slurm_requeue import SlurmRequeue
 from labformer.callbacks.throughput import ThroughputMonitor
+from labformer.callbacks.validation_memory import ValidationMemory
 from labformer.errors import UserError
 from labformer.utils.arguments import check_arguments
 from labformer.utils.checkpoint_io import AtomicCheckpointIO
@@ -70,7 +71,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Callback]:
                         auto_insert_metric_name=False),
         LastCheckpoint(checkpoints, every_n_epochs=c.checkpoint.every_n_epochs,
                        min_seconds=c.checkpoint.last_every_seconds),
-        RNGStateCallback(), ThroughputMonitor(), EpochSummary(), SlurmRequeue(),
+        RNGStateCallback(), ThroughputMonitor(), EpochSummary(), SlurmRequeue(), ValidationMemory(),
     ]
     bars = ("tqdm", "rich", "none")
     if c.progress_bar not in bars:

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from labformer import registry
 from labformer.builders import build_callbacks, build_datamodule, build_task, build_trainer, config_dict
 from labformer.callbacks.epoch_summary import format_metrics
+from labformer.callbacks.validation_memory import ValidationMemory
 from labformer.errors import UserError
 from labformer.results.record import provenance, write_record
 from labformer.utils.checkpoint_io import CONFIG_KEY, read_checkpoint
@@ -162,8 +163,7 @@ def train(cfg: DictConfig) -> RunResult:
         checkpoint = trainer.checkpoint_callback
         best = checkpoint.best_model_path if checkpoint else None
         if cfg.get("test", True) and not trainer.fast_dev_run:
-            results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
-            test_metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+            test_metrics = _test(trainer, module, datamodule, best, cfg.task.monitor)
         monitor = trainer.callback_metrics.get(cfg.task.monitor)
         if checkpoint is not None and checkpoint.best_model_score is not None:
             monitor = checkpoint.best_model_score
@@ -181,6 +181,20 @@ def train(cfg: DictConfig) -> RunResult:
         if _hydra_multirun() is None:  # a sweep keeps its timestamp: Hydra resolves its dir again at the end
             forget_timestamp()
         _finish_wandb(failed=bool(getattr(trainer, "interrupted", False)) or _in_exception())
+
+
+def _test(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule, best: str | None,
+          monitor: str) -> dict[str, float]:
+    memory = next((c for c in trainer.callbacks if isinstance(c, ValidationMemory)), None)
+    answered = memory.answer_test(trainer, datamodule, monitor) if memory is not None else None
+    if answered:
+        log.info("the test split is the validation split: test metrics are the best checkpoint's validation "
+                 "(%s), not a second pass over the same items", Path(best).name if best else "last epoch")
+        for logger in trainer.loggers:
+            logger.log_metrics(answered, step=trainer.global_step)
+        return answered
+    results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    return {k: float(v) for k, v in (results[0] if results else {}).items()}
 
 
 def _in_exception() -> bool:

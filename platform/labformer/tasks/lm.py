@@ -13,6 +13,7 @@ however the windows are batched).
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
@@ -31,6 +32,7 @@ from labformer.models.lm import base as contract
 from labformer.registry import register
 from labformer.tasks.base import Task
 
+log = logging.getLogger("labformer")
 OBJECTIVES = ("causal_lm", "classification")
 
 
@@ -64,6 +66,27 @@ class LMTask(Task):
     MONITOR = ("val/loss", "min")  # nats per token, averaged over every validation token
     BACKBONE_INPUTS = contract.INPUTS
     HEAD_INPUTS = {"vocab_size": "vocab_size", "objective": "objective", "num_classes": "num_classes"}
+    data_keys = ("val_batches",)  # task config keys the DataModule consumes
+
+    @classmethod
+    def settings(cls, defaults: dict[str, Any]) -> dict[str, Any]:
+        """val_batches: null validates on the whole validation split (the exact loss); N estimates it from N
+        random batches each time (nanoGPT's eval_iters), faster and noisier; the test pass stays exact."""
+        return {**super().settings(defaults), "val_batches": None}
+
+    @classmethod
+    def wrap_datamodule(cls, datamodule: L.LightningDataModule, cfg: Any) -> L.LightningDataModule:
+        val_batches = cfg.task.get("val_batches")
+        if val_batches is not None:
+            if not isinstance(val_batches, int) or isinstance(val_batches, bool) or val_batches < 1:
+                raise UserError(f"task.val_batches={val_batches} must be a number of batches >= 1, "
+                                "or null for the exact validation loss over the whole split")
+            log.warning("val/* are estimates from %d random batches of the validation split at each validation "
+                        "(task.val_batches=%d); test/* are exact. task.val_batches=null for the exact loss",
+                        val_batches, val_batches)
+        if hasattr(datamodule, "val_batches"):
+            datamodule.val_batches = val_batches
+        return datamodule
 
     def __init__(self, backbone: contract.LMBackbone, vocab_size: int, objective: str = "causal_lm",
                  num_classes: int | None = None, tie_weights: bool = True, sample_tokens: int = 100,

@@ -26,7 +26,7 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from labformer.data.lm.tokenizers import ASCII_ALPHABET, BPETokenizer, ByteTokenizer, CharTokenizer
 from labformer.errors import UserError
@@ -137,6 +137,9 @@ class TextLMDataModule(L.LightningDataModule):
         self.tokenizer: CharTokenizer | ByteTokenizer | BPETokenizer | None = None
         self.tokens: dict[str, np.ndarray] = {}
         self.chars_per_token: dict[str, float] = {}
+        self.test_is_val = False
+        self.val_batches: int | None = None  # set by the lm task (task.val_batches): validate on an estimate
+        self._val_generator = torch.Generator().manual_seed(0)
 
     # -- per dataset ---------------------------------------------------------------------
     def read_text(self) -> str:
@@ -175,6 +178,7 @@ class TextLMDataModule(L.LightningDataModule):
         if self.tokens:
             return
         splits = self.read_splits()
+        self.test_is_val = splits["test"] == splits["val"]  # no test split of its own (pipeline skips a repeat)
         digest = hashlib.sha256()
         for split in ("train", "val", "test"):
             digest.update(splits[split].encode("utf-8", errors="surrogatepass") + b"\x00")
@@ -240,7 +244,15 @@ class TextLMDataModule(L.LightningDataModule):
                           shuffle=False, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
+        if not self.val_batches:
+            return self._eval_loader("val")
+        # An estimate (task.val_batches): that many random batches of windows, drawn anew at each validation
+        # from a generator of its own (the training stream's random state stays untouched).
+        windows = SequentialWindows(self.tokens["val"], self.context)
+        draws = RandomSampler(windows, num_samples=min(len(windows), self.val_batches * self.eval_batch_size),
+                              generator=self._val_generator)
+        return DataLoader(windows, batch_size=self.eval_batch_size, sampler=draws, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
 
     def test_dataloader(self) -> DataLoader:
         return self._eval_loader("test")
