@@ -83,7 +83,9 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Callback]:
     if c.get("lr_monitor") and cfg.logger.name != "none":
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     if c.get("early_stopping"):
-        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=int(c.early_stopping)))
+        # Checked after each validation only: at a training epoch's end there may be none (max_steps mid-epoch).
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=int(c.early_stopping),
+                                       check_on_train_epoch_end=False))
     return callbacks
 
 
