@@ -9,6 +9,7 @@ import torch
 
 from labformer import pipeline, registry
 from labformer.errors import UserError
+from labformer.models.contrastive.masking import is_vit
 from labformer.tasks.contrastive import ContrastiveTask
 
 from conftest import compose_config, fake_omniglot_runs, require_data
@@ -16,7 +17,8 @@ from conftest import compose_config, fake_omniglot_runs, require_data
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 OBJECTIVES = registry.list_models(kind="objective")
 SMALL = {"simsiam": {"proj_dim": 32, "pred_hidden": 8}, "infonce": {"proj_dim": 16, "proj_hidden": 32},
-         "msn": {"proj_dim": 16, "proj_hidden": 32, "num_prototypes": 8}, "triplet": {}, "pair": {}}
+         "msn": {"proj_dim": 16, "proj_hidden": 32, "num_prototypes": 8}, "triplet": {}, "pair": {},
+         "cropmae": {"decoder_dim": 16, "decoder_depth": 1}, "smith": {}}
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2", "logger=csv",
          "callbacks.progress_bar=none", "trainer.deterministic=true"]
 
@@ -37,6 +39,14 @@ def backbone(request):
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_every_objective_trains_a_step_with_every_vision_backbone(backbone, objective):
     name, net = backbone
+    if objective == "cropmae" and not is_vit(net):  # it rebuilds ViT patches; others are refused by name
+        with pytest.raises(UserError, match="needs a ViT encoder"):
+            ContrastiveTask(copy.deepcopy(net), objective={"name": objective}, modality="vision")
+        return
+    if objective == "smith_pretrain":  # it reads a hierarchical text encoder's sentence blocks (test_smith.py)
+        with pytest.raises(UserError, match="sentence blocks"):
+            ContrastiveTask(copy.deepcopy(net), objective={"name": objective}, modality="vision")
+        return
     task = ContrastiveTask(copy.deepcopy(net), objective={"name": objective, **SMALL[objective]}, modality="vision")
     task.train()
     # 2 classes x 2 items: the smallest batch with positives and negatives for triplet and pair

@@ -36,7 +36,8 @@ def views(b=6):
 
 
 def test_registry_lists_every_objective():
-    assert set(registry.list_models(kind="objective")) == {"simsiam", "msn", "infonce", "triplet", "pair"}
+    assert set(registry.list_models(kind="objective")) == {"simsiam", "msn", "infonce", "triplet", "pair", "cropmae",
+                                                             "smith", "smith_pretrain"}
     assert registry.get("triplet", kind="objective").meta["needs_labels"]
 
 

@@ -31,6 +31,10 @@ class Objective(nn.Module):
     def after_step(self, encoder: nn.Module) -> None:
         pass
 
+    def callbacks(self) -> list:
+        """Lightning callbacks the objective brings along (CropMAE: its reconstruction picture)."""
+        return []
+
     # One-shot evaluation's similarity: a method `(query [Q,D], support [S,D]) -> [Q,S]` in
     # objectives with a learned scorer or embedding (pair, triplet); None: cosine of the features.
     score = None

@@ -1,6 +1,6 @@
 """Siamese / self-supervised learning with any family's backbone as the encoder.
 
-`task=contrastive objective=<simsiam|msn|infonce|triplet|pair> model=<backbone> data=<name>`:
+`task=contrastive objective=<simsiam|msn|infonce|triplet|pair|cropmae> model=<backbone> data=<name>`:
 the data name decides the modality (digits -> vision, mutag -> graph, ...), the backbone
 comes from that family's registry, and the objective (registry kind "objective") owns
 its projector / predictor / prototypes / EMA target. Evaluation needs no labels to train:
@@ -8,6 +8,8 @@ its projector / predictor / prototypes / EMA target. Evaluation needs no labels 
   items against the clean training items (KNNMonitor); the embedding spread (collapse)
 - test: kNN top-1, a linear probe on the frozen encoder, and N-way K-shot episode
   accuracy when the dataset's test classes are held out of training (Omniglot)
+- validation and test, where the data has fixed labelled pairs (long_doc_pairs): match_auroc and
+  match_acc of the objective's pair score on them (evaluation/pairs.py)
 """
 from __future__ import annotations
 
@@ -116,7 +118,7 @@ class ContrastiveTask(Task):
         from labformer.callbacks.embedding_projection import EmbeddingProjection
         from labformer.callbacks.knn_monitor import KNNMonitor
 
-        return [*super().configure_callbacks(), KNNMonitor(), EmbeddingProjection()]
+        return [*super().configure_callbacks(), KNNMonitor(), EmbeddingProjection(), *self.objective.callbacks()]
 
     # -- steps -------------------------------------------------------------------------------
     def forward(self, x: Any) -> torch.Tensor:
@@ -185,9 +187,25 @@ class ContrastiveTask(Task):
 
             encode = lambda x: self.embed_loader([{"x": x, "y": torch.zeros(len(x), dtype=torch.long)}])[0]  # noqa: E731
             metrics["test/official_oneshot_acc"] = fixed_runs_accuracy(encode, runs, score=self.objective.score)
+        metrics.update(self.pair_metrics("test", feats, labels))
         for key, value in metrics.items():
             self.log(key, value, sync_dist=False, rank_zero_only=True)
         self.test_features = (feats, labels)  # for the embedding picture
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking and getattr(self.trainer.datamodule, "pairs", None) is not None:
+            for key, value in self.pair_metrics("val", *self.collected("val")).items():
+                self.log(key, value)
+
+    def pair_metrics(self, split: str, feats: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """AUROC and accuracy of the objective's pair score on the data's fixed pairs of `split`, where it has
+        them (long_doc_pairs) and the features are in its order (one process); otherwise none."""
+        pairs = getattr(self.trainer.datamodule, "pairs", None)
+        if pairs is None or not torch.equal(self.trainer.datamodule.labels(split)[:len(labels)], labels):
+            return {}
+        from labformer.evaluation.pairs import pair_metrics
+
+        return {f"{split}/{k}": v for k, v in pair_metrics(feats, *pairs(split), score=self.objective.score).items()}
 
     def episode_accuracy(self, split: str, feats: torch.Tensor, labels: torch.Tensor) -> float:
         from labformer.evaluation.episodes import episode_accuracy, sample_episodes

@@ -4,7 +4,8 @@ The families' backbones end differently (DESIGN.md, "Backbone interface per fami
 one pooling per modality turns each into one vector per item:
 - vision: `images[B,C,H,W] -> [B,D]` already
 - graph: node features `[N,D]` -> mean over each graph's nodes -> `[G,D]`
-- lm (text): hidden states `[B,T,D]` -> mean over tokens -> `[B,D]`
+- lm (text): hidden states `[B,T,D]` -> mean over tokens -> `[B,D]`, or the backbone's own
+  `pooled(tokens) -> [B,D]` where it has one (smith: the document vector)
 - timeseries: forecast `[B,H,C]` -> flattened `[B,H*C]` (the horizon acts as the width)
 """
 from __future__ import annotations
@@ -34,8 +35,9 @@ class Encoder(nn.Module):
             from torch_geometric.nn import global_mean_pool
 
             return global_mean_pool(self.backbone(x), x.batch, size=x.num_graphs)
-        if self.modality == "lm":
-            return self.backbone(x).mean(1)
+        if self.modality == "lm":  # a backbone with its own sequence vector (smith: the document's) gives it
+            pooled = getattr(self.backbone, "pooled", None)
+            return pooled(x) if pooled is not None else self.backbone(x).mean(1)
         return self.backbone(x).flatten(1)
 
     def forward_masked(self, images: torch.Tensor, ratio: float, patch_size: int) -> torch.Tensor:

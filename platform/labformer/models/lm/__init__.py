@@ -1,3 +1,3 @@
 """Language-model backbones: `tokens[B,T] -> hidden[B,T,D]`, exposing `num_features`,
 `max_len` and `token_embedding` (the task ties its output head to it)."""
-from labformer.models.lm import gpt, ngpt  # noqa: F401
+from labformer.models.lm import gpt, ngpt, smith  # noqa: F401

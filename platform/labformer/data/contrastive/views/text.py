@@ -10,6 +10,9 @@ no labels: -1). Per item and independently for each view:
 - crop: a contiguous span of a share u ~ U(crop, 1) of T at a uniform position, moved to the
   front and padded back to T with `pad_token` (0, the id the DataModules pad windows with);
   crop=1 keeps the whole sequence
+Documents padded at their end with `pad_token` (a DataModule with `padded_documents = True`,
+e.g. long_doc_pairs) are masked and cropped by shares of each document's own length, so a view
+never draws from the padding.
 """
 from __future__ import annotations
 
@@ -25,9 +28,12 @@ from labformer.registry import register
 
 
 def mask_tokens(tokens: torch.Tensor, p: float, vocab_size: int, mask_token: int | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    """tokens[B,T] with round(p * T) random positions per row replaced (by mask_token, else a random id)."""
+                generator: torch.Generator | None = None, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """tokens[B,T] with round(p * T) random positions per row replaced (by mask_token, else a random id);
+    with `lengths` [B] (documents padded at the end), round(p * length) of each row's first `length`."""
     b, t = tokens.shape
+    if lengths is not None:
+        return _mask_within(tokens, p, vocab_size, mask_token, generator, lengths)
     k = round(p * t)
     if k == 0:
         return tokens
@@ -39,32 +45,58 @@ def mask_tokens(tokens: torch.Tensor, p: float, vocab_size: int, mask_token: int
     return tokens.scatter(1, chosen, new)
 
 
-def crop_tokens(tokens: torch.Tensor, share_kept: torch.Tensor, offset: torch.Tensor, pad_token: int) -> torch.Tensor:
-    """tokens[B,T]: row b keeps round(share_kept[b] * T) (>= 1) consecutive tokens starting at `offset[b]`
-    (in [0, 1]) of the free room, moved to the front and padded with pad_token."""
+def _mask_within(tokens: torch.Tensor, p: float, vocab_size: int, mask_token: int | None,
+                 generator: torch.Generator | None, lengths: torch.Tensor) -> torch.Tensor:
     b, t = tokens.shape
-    length = (share_kept * t).round().long().clamp(1, t)
-    start = (offset * (t - length + 1)).long().clamp(max=t - length)  # uniform over the t - length + 1 starts
+    noise = torch.rand(b, t, generator=generator).masked_fill(torch.arange(t) >= lengths[:, None], 2.0)
+    rank = noise.argsort(1).argsort(1)  # the padding ranks last
+    chosen = rank < (p * lengths.float()).round().long()[:, None]
+    if mask_token is None:
+        new = torch.randint(0, vocab_size, (b, t), generator=generator, dtype=tokens.dtype)
+    else:
+        new = torch.full_like(tokens, mask_token)
+    return torch.where(chosen, new, tokens)
+
+
+def crop_tokens(tokens: torch.Tensor, share_kept: torch.Tensor, offset: torch.Tensor, pad_token: int,
+                lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """tokens[B,T]: row b keeps round(share_kept[b] * T) (>= 1) consecutive tokens starting at `offset[b]`
+    (in [0, 1]) of the free room, moved to the front and padded with pad_token; with `lengths` [B]
+    (documents padded at the end) shares of each row's length instead of T."""
+    b, t = tokens.shape
+    full = torch.full((b,), t) if lengths is None else lengths.clamp(min=1)
+    length = (share_kept * full).round().long().clamp(min=1).minimum(full)
+    start = (offset * (full - length + 1)).long().minimum(full - length)  # uniform over the full - length + 1 starts
     pos = torch.arange(t)
     src = (start[:, None] + pos).clamp(max=t - 1)
     return torch.where(pos < length[:, None], tokens.gather(1, src), torch.full_like(tokens, pad_token))
 
 
+def padded_lengths(tokens: torch.Tensor, pad_token: int) -> torch.Tensor:
+    """Per row of tokens[B,T], the position after its last token that is not `pad_token`."""
+    real = tokens != pad_token
+    return torch.where(real.any(1), tokens.shape[1] - real.flip(1).int().argmax(1), 0)
+
+
 class TextViews:
     def __init__(self, vocab_size: int, mask: float = 0.15, mask_token: int | None = None, crop: float = 0.5,
-                 pad_token: int = 0) -> None:
+                 pad_token: int = 0, padded: bool = False) -> None:
+        """padded: the items are documents padded at their end with pad_token (the DataModule's
+        `padded_documents`): masking and cropping act on each document's own tokens."""
         for name, token in (("mask_token", mask_token), ("pad_token", pad_token)):
             if token is not None and not 0 <= token < vocab_size:
                 raise UserError(f"task.views.{name}={token} is not a token id of this vocabulary (0..{vocab_size - 1})")
         self.vocab_size, self.mask_token, self.pad_token = vocab_size, mask_token, pad_token
         self.mask, self.crop = share("mask", mask), share("crop", crop, low_open=True)
+        self.padded = padded
 
     def __call__(self, tokens: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = mask_tokens(tokens, self.mask, self.vocab_size, self.mask_token, generator)
+        lengths = padded_lengths(tokens, self.pad_token) if self.padded else None
+        x = mask_tokens(tokens, self.mask, self.vocab_size, self.mask_token, generator, lengths)
         if self.crop < 1:
             b = x.shape[0]
             kept = self.crop + (1 - self.crop) * torch.rand(b, generator=generator)
-            x = crop_tokens(x, kept, torch.rand(b, generator=generator), self.pad_token)
+            x = crop_tokens(x, kept, torch.rand(b, generator=generator), self.pad_token, lengths)
         return x
 
 
@@ -77,7 +109,8 @@ class TextViewAdapter:
         reject_unknown("lm", unknown, ("mask", "mask_token", "crop", "pad_token"), "mask=0.3")
         self.base = base
         self.labelled = bool(getattr(base, "num_classes", None))  # a corpus has none: known before reading
-        self.views = TextViews(int(base.vocab_size), mask, mask_token, crop, pad_token)
+        padded = bool(getattr(base, "padded_documents", False))  # e.g. long_doc_pairs
+        self.views = TextViews(int(base.vocab_size), mask, mask_token, crop, pad_token, padded)
 
     def split(self, name: str) -> tuple[torch.Tensor | np.ndarray, torch.Tensor]:
         self.base.setup()
