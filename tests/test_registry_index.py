@@ -46,7 +46,8 @@ def test_a_run_imports_only_its_family_and_list_imports_no_torch(tmp_path):
     env = {"LABFORMER_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     warm = "from labformer import registry_index; registry_index.index()"
     subprocess.run([sys.executable, "-c", warm], env=env, check=True, cwd=REPO, capture_output=True)
-    graph_run = ("import sys; from labformer import registry; from labformer.config_store import store_registry_configs\n"
+    graph_run = ("import sys; from labformer import registry\n"
+                 "from labformer.config_store import store_registry_configs\n"
                  "store_registry_configs(); registry.get('graph', kind='task'); registry.get('gcn', task='graph')\n"
                  "registry.get('cora', kind='dataset', task='graph')\n"
                  "print(sorted(m for m in ('timm', 'torch_geometric', 'tokenizers') if m in sys.modules))")

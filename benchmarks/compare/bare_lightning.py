@@ -14,7 +14,6 @@ import tempfile
 
 import lightning as L
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from timm.models.vision_transformer import VisionTransformer

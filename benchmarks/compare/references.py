@@ -62,7 +62,8 @@ def reference(cmd: list[str], cwd: Path, pythonpath: str, pattern: str) -> list[
 
 
 def nanogpt_reference(args: argparse.Namespace) -> float:
-    times = reference([sys.executable, "train.py", "config/train_shakespeare_char.py", "--device=cpu", "--compile=False",
+    times = reference([sys.executable, "train.py", "config/train_shakespeare_char.py", "--device=cpu",
+                       "--compile=False",
                        "--eval_iters=20", "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4",
                        "--n_head=4", "--n_embd=128", f"--max_iters={NANOGPT_STEPS}", "--lr_decay_iters=2000",
                        "--dropout=0.0", "--eval_interval=100000", f"--out_dir={SCRATCH / 'nanogpt-out'}"],
@@ -74,8 +75,8 @@ def itransformer_reference(args: argparse.Namespace) -> float:
     data = Path(os.environ.get("LABFORMER_DATA_DIR", "data")) / "ett"
     speeds = reference([sys.executable, "-u", "run.py", "--is_training", "1", "--root_path", f"{data}/",
                         "--data_path", "ETTh1.csv", "--model_id", "ETTh1_96_96", "--model", "iTransformer", "--data",
-                        "ETTh1", "--features", "M", "--seq_len", "96", "--pred_len", "96", "--e_layers", "2", "--enc_in",
-                        "7", "--dec_in", "7", "--c_out", "7", "--des", "Exp", "--d_model", "256", "--d_ff", "256",
+                        "ETTh1", "--features", "M", "--seq_len", "96", "--pred_len", "96", "--e_layers", "2",
+                        "--enc_in", "7", "--dec_in", "7", "--c_out", "7", "--des", "Exp", "--d_model", "256", "--d_ff", "256",
                         "--itr", "1", "--train_epochs", "1", "--use_gpu", "False",
                         "--checkpoints", str(SCRATCH / "itr-checkpoints")],
                        args.itransformer, args.ref_pythonpath, r"speed: ([\d.]+)s/iter")

@@ -90,7 +90,8 @@ def main() -> None:
     summary = {"first_step_platform_s": first_p, "first_step_reference_s": first_r,
                "first_step_gap_s": first_p - first_r, "run_platform_s": med("platform", "total"),
                "run_reference_s": med("reference", "total"), "list_s": med("list", "total"),
-               "exit_platform_s": statistics.median(x["total"] - x["finished"] for x in rows if x["side"] == "platform")}
+               "exit_platform_s": statistics.median(x["total"] - x["finished"] for x in rows
+                                                    if x["side"] == "platform")}
     lines = ["# Start-up: time to first step and `labformer list`", "",
              "Written by `benchmarks/compare/startup.py` (method in its docstring).", "",
              *machine_lines(info), f"- Load average (1/5/15 min) at start: {start}; at end: {load_average()}", "",
