@@ -76,8 +76,8 @@ def itransformer_reference(args: argparse.Namespace) -> float:
     speeds = reference([sys.executable, "-u", "run.py", "--is_training", "1", "--root_path", f"{data}/",
                         "--data_path", "ETTh1.csv", "--model_id", "ETTh1_96_96", "--model", "iTransformer", "--data",
                         "ETTh1", "--features", "M", "--seq_len", "96", "--pred_len", "96", "--e_layers", "2",
-                        "--enc_in", "7", "--dec_in", "7", "--c_out", "7", "--des", "Exp", "--d_model", "256", "--d_ff", "256",
-                        "--itr", "1", "--train_epochs", "1", "--use_gpu", "False",
+                        "--enc_in", "7", "--dec_in", "7", "--c_out", "7", "--des", "Exp", "--d_model", "256",
+                        "--d_ff", "256", "--itr", "1", "--train_epochs", "1", "--use_gpu", "False",
                         "--checkpoints", str(SCRATCH / "itr-checkpoints")],
                        args.itransformer, args.ref_pythonpath, r"speed: ([\d.]+)s/iter")
     return 1000 * speeds[1]  # ms per iteration over iterations 101-200
