@@ -105,3 +105,15 @@ def test_bars_redraw_by_time_and_log_files_get_lines():
     assert bar._should_update(10, 10)  # the epoch's last batch always
     assert isinstance(progress_bar("tqdm"), LineProgress)  # pytest's stderr is not a terminal
     assert progress_bar("none") is None
+
+
+def test_lightning_logging_fast_path_is_installed_and_moves_nothing_it_should_not():
+    from lightning.pytorch.trainer.connectors.logger_connector.result import _Metadata, _ResultMetric
+
+    from labformer.utils import lightning_logging
+
+    assert lightning_logging.install()  # this Lightning version fits it
+    metric = _ResultMetric(_Metadata(fx="training_step", name="loss"), is_tensor=True)
+    assert metric.to("cpu") is metric and metric.value.device.type == "cpu"
+    moved = metric.to(torch.device("meta"))  # another device: Lightning's own method moves the states
+    assert moved.value.device.type == "meta"

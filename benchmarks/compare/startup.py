@@ -105,6 +105,10 @@ def main() -> None:
              f"| from 'run finished' to process exit (s) | {summary['exit_platform_s']:.2f} | | | |",
              f"| `python -m labformer list` (s) | {summary['list_s']:.2f} | | | < 5 s "
              f"({'met' if summary['list_s'] < 5 else 'NOT met'}) |", "",
+             "Round 1 starts with an empty registry cache (HOME is a fresh folder: a new install, or any edit "
+             "of the package, rebuilds it): there the platform's first step took "
+             f"{rows[0].get('first', float('nan')):.2f} s and `list` {rows[2]['total']:.2f} s (it counts every "
+             "backbone's parameters once).", "",
              "Medians over rounds. Per round:", "", "| round | side | first step (s) | total (s) | load before |",
              "|---|---|---|---|---|"]
     lines += [f"| {x['round']} | {x['side']} | {x.get('first', float('nan')):.2f} | {x['total']:.2f} | {x['load']} |"

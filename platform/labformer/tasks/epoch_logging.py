@@ -20,6 +20,10 @@ import lightning as L
 import torch
 from torchmetrics import Metric
 
+from labformer.utils import lightning_logging
+
+lightning_logging.install()
+
 # The step hooks whose logs are kept here, and the stage (epoch-end hook) each belongs to.
 STEP_STAGES = {"training_step": "train", "validation_step": "validation", "test_step": "test"}
 
