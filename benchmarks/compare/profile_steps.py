@@ -85,7 +85,8 @@ def main() -> None:
     steps = args.stop - args.start
     stats = pstats.Stats(profile)
     lines = [f"# Profile of the default run's steps {args.start + 1}..{args.stop}", "",
-             "Written by `benchmarks/compare/profile_steps.py` (method in its docstring).", "", *machine_lines(machine()),
+             "Written by `benchmarks/compare/profile_steps.py` (method in its docstring).", "",
+             *machine_lines(machine()),
              f"- {steps} steps in {window.seconds:.2f} s under the profiler ({1000 * window.seconds / steps:.2f} ms "
              "per step; the profiler slows Python-heavy code most)", "",
              "Reproduce:", "", "```", f"OMP_NUM_THREADS=1 {command_line()}", "```", "",
