@@ -50,12 +50,17 @@ def symmetric_edges(edge_index: torch.Tensor, n: int) -> torch.Tensor:
 
 
 class OneBatch:
-    """A loader of one prepared batch (Lightning takes a plain list for several loaders, not one)."""
+    """A loader of one prepared batch (Lightning takes a plain list for several loaders, not one).
+
+    Each pass draws the one number a DataLoader draws from torch's generator when it starts (its
+    workers' base seed), so the run's random stream, and with it every number recorded with a
+    DataLoader here before, stays the same."""
 
     def __init__(self, batch: Batch) -> None:
         self.batch = batch
 
     def __iter__(self):
+        torch.empty((), dtype=torch.int64).random_()
         yield self.batch
 
     def __len__(self) -> int:
