@@ -9,17 +9,12 @@ one after it can be read side by side (run it from a checkout of each commit).
 """
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-SCRATCH = Path(tempfile.mkdtemp(prefix="labformer-profile-"))
-(SCRATCH / "home").mkdir()
-os.environ["HOME"] = str(SCRATCH / "home")
-for _key in [k for k in os.environ if k.startswith("WANDB_")]:
-    del os.environ[_key]
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vision"))
+from isolate import scratch  # noqa: E402  (first: before wandb or labformer are imported)
+
+SCRATCH = scratch("labformer-profile-")
 
 import argparse  # noqa: E402
 import cProfile  # noqa: E402

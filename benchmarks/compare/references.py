@@ -27,15 +27,11 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-SCRATCH = Path(tempfile.mkdtemp(prefix="labformer-references-"))
-(SCRATCH / "home").mkdir()
-os.environ["HOME"] = str(SCRATCH / "home")
-for _key in [k for k in os.environ if k.startswith("WANDB_")]:
-    del os.environ[_key]
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vision"))
+from isolate import scratch  # noqa: E402  (first: before wandb or labformer are imported)
+
+SCRATCH = scratch("labformer-references-")
 
 import argparse  # noqa: E402
 import json  # noqa: E402

@@ -23,17 +23,11 @@ Writes benchmarks/compare/steps.md and appends one JSON line per case to steps.j
 """
 from __future__ import annotations
 
-import os
-import sys
-import tempfile
 from pathlib import Path
 
-SCRATCH = Path(tempfile.mkdtemp(prefix="labformer-compare-"))  # W&B and the runs write here, never HOME
-(SCRATCH / "home").mkdir()
-os.environ["HOME"] = str(SCRATCH / "home")
-for _key in [k for k in os.environ if k.startswith("WANDB_")]:
-    del os.environ[_key]
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vision"))
+from isolate import scratch  # noqa: E402  (first: before wandb or labformer are imported)
+
+SCRATCH = scratch("labformer-compare-")
 
 import argparse  # noqa: E402
 import json  # noqa: E402

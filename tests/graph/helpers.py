@@ -20,6 +20,17 @@ def build(name: str, **extra):
     return registry.create("graph", name, in_dim=IN_DIM, edge_dim=EDGE_DIM, lap_pe_dim=LAP, rw_se_dim=RW, **cfg)
 
 
+def same_alone_and_batched(model, sizes: tuple[int, int] = (6, 7)) -> bool:
+    """Whether the first graph's outputs are the same alone and batched with a second one (no leak across graphs)."""
+    import torch
+
+    a, b = tiny_graph(sizes[0], seed=0), tiny_graph(sizes[1], seed=1)
+    with torch.no_grad():
+        alone = model(Batch.from_data_list([a]))
+        together = model(Batch.from_data_list([a, b]))[:sizes[0]]
+    return torch.allclose(alone, together, atol=1e-5)
+
+
 def prepare(model, graphs: list[Data]) -> Batch:
     """Apply the model's own preprocessing (as the DataModule would) and batch."""
     if model.data_transform is not None:

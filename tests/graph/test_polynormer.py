@@ -7,7 +7,7 @@ import torch
 from torch_geometric.data import Batch
 from torch_geometric.nn.models import Polynormer as PyGPolynormer
 
-from helpers import build, tiny_graph
+from helpers import build, same_alone_and_batched, tiny_graph
 
 
 def test_pyg_polynormer_global_phase_with_heads_is_fixed_here():
@@ -30,11 +30,7 @@ def test_pyg_polynormer_global_phase_with_heads_is_fixed_here():
 
 def test_global_phase_keeps_graphs_apart():
     model = build("polynormer", heads=2, hidden=8).eval()
-    a, b = tiny_graph(6, seed=0), tiny_graph(7, seed=1)
-    with torch.no_grad():
-        alone = model(Batch.from_data_list([a]))
-        together = model(Batch.from_data_list([a, b]))[:6]
-    assert torch.allclose(alone, together, atol=1e-5)
+    assert same_alone_and_batched(model, (6, 7))
 
 
 def test_global_phase_waits_for_the_local_warm_up():

@@ -13,7 +13,7 @@ from labformer import registry
 from labformer.errors import UserError
 from labformer.models.graph.tangnn import TopMLayer, sample_neighbours, top_m_attention, top_m_keys
 
-from helpers import build, tiny_graph
+from helpers import build, same_alone_and_batched, tiny_graph
 
 
 def full_attention(q, k, v):
@@ -122,11 +122,7 @@ def test_eval_is_deterministic_and_train_samples():
 
 def test_a_graph_gives_the_same_outputs_alone_and_batched():
     model = build("tangnn", top_m=50).eval()  # m above both sizes: attention would span the whole batch if leaking
-    a, b = tiny_graph(6, seed=0), tiny_graph(9, seed=1)
-    with torch.no_grad():
-        alone = model(Batch.from_data_list([a]))
-        together = model(Batch.from_data_list([a, b]))[:6]
-    assert torch.allclose(alone, together, atol=1e-5)
+    assert same_alone_and_batched(model, (6, 9))
 
 
 def test_raw_features_feed_the_first_layer_without_encodings():
