@@ -61,8 +61,10 @@ def isolated_env(tmp_path, monkeypatch):
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "LABFORMER_RUN_ID", "SLURM_"))}
     # torchmetrics imports matplotlib, whose font cache would land in HOME: that cache is not ours to test.
+    # The registry's index is a cache with its own setting (default ~/.cache/labformer): kept beside the run.
     env.update(HOME=str(home), LABFORMER_LOG_DIR=str(tmp_path / "logs"), PYTHONUNBUFFERED="1",
-               OMP_NUM_THREADS="2", MPLCONFIGDIR=str(tmp_path / "matplotlib"))
+               OMP_NUM_THREADS="2", MPLCONFIGDIR=str(tmp_path / "matplotlib"),
+               LABFORMER_CACHE_DIR=str(tmp_path / "labformer-cache"))
     return env
 
 
