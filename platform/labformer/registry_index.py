@@ -107,10 +107,12 @@ def entries(kind: str | None = None) -> list[dict[str, Any]]:
 
 def module_of(kind: str, name: str) -> str | None:
     """The module whose import registers `name`, when the index is already at hand (else None)."""
-    found = _index if _index is not None else _read(_path())
-    if found is None:
+    global _index
+    if _index is None:
+        _index = _read(_path())  # read once per process: every lazy lookup of a run asks
+    if _index is None:
         return None
-    return next((e["module"] for e in found["entries"] if e["kind"] == kind and e["name"] == name), None)
+    return next((e["module"] for e in _index["entries"] if e["kind"] == kind and e["name"] == name), None)
 
 
 def parameter_counts(count: Callable[[str], str]) -> dict[str, str]:
