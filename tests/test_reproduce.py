@@ -11,6 +11,7 @@ import pytest
 
 from labformer.errors import UserError
 from labformer.results.reproduce import TABLES, expected_config, load_table, log_to_wandb, render
+from labformer.results.reproduce import reproduce as reproduce_table
 
 pytestmark = pytest.mark.subprocess
 
@@ -92,3 +93,14 @@ def test_a_wandb_table_logs_the_rendered_table_in_the_tables_group(tmp_path, mon
     assert folder is not None and folder.parent.name == "wandb" and folder.name.startswith("offline-run-")
     assert folder.is_relative_to(tmp_path / "out" / "tiny") and list(folder.glob("*.wandb"))
     assert log_to_wandb(table, tmp_path / "out", ["logger=csv"]) is None  # another tracker: nothing to log
+
+
+def test_rows_picks_the_rows_to_run_and_names_the_valid_ones(tmp_path, capsys):
+    table_file = tmp_path / "tiny.yaml"
+    table_file.write_text(TABLE)
+    rendered = reproduce_table(str(table_file), [], tmp_path, dry_run=True, rows=["depth 2"])
+    said = capsys.readouterr().out
+    assert "would run depth 2" in said and "would run depth 1" not in said
+    assert "| depth 1 | 0 |" in rendered  # every row is still rendered
+    with pytest.raises(UserError, match=r"--rows 'depth 3': no such row in table tiny\. Fix: one of 'depth 1'"):
+        reproduce_table(str(table_file), [], tmp_path, dry_run=True, rows=["depth 3"])

@@ -198,9 +198,17 @@ def log_to_wandb(table: Table, out: Path, extra: list[str]) -> Path | None:
     return Path(run.dir).parent
 
 
-def reproduce(name: str, extra: list[str], out: Path, dry_run: bool = False) -> str:
+def reproduce(name: str, extra: list[str], out: Path, dry_run: bool = False, rows: list[str] | None = None) -> str:
+    """rows: run only these rows' missing cells (every row is still rendered)."""
     table = load_table(name)
+    names = [row.name for row in table.rows]
+    unknown = [r for r in rows or [] if r not in names]
+    if unknown:
+        raise UserError(f"--rows {', '.join(map(repr, unknown))}: no such row in table {table.name}. "
+                        f"Fix: one of {', '.join(map(repr, names))}")
     for row in table.rows:
+        if rows and row.name not in rows:
+            continue
         todo = [v for v in table.repeat_values if cell_status(table, row, v, out, extra)[0] == "todo"]
         if todo and not dry_run:
             run_row(table, row, todo, out, extra)
