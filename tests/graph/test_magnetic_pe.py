@@ -176,3 +176,28 @@ def test_data_mag_pe_dim_reaches_the_models(tmp_path):
             a = model(batch)
             batch.mag_pe = batch.mag_pe + 1
             assert not torch.allclose(a, model(batch)), f"{name} reads mag_pe"
+
+
+def test_directed_order_keeps_the_one_way_edges_and_hides_the_direction_from_edge_index(tmp_path):
+    dm = registry.create("graph", "directed_order", kind="dataset", cache_dir=str(tmp_path), train_graphs=4,
+                         val_graphs=1, test_graphs=1, min_nodes=8, max_nodes=12)
+    dm.setup()
+    for g in dm.graphs:
+        n, directed = g.num_nodes, g.directed_edge_index
+        assert n % 2 == 0 and int(g.y.sum()) == n // 2  # two halves of one size
+        # the symmetric edge_index is exactly the directed edges both ways
+        both = torch.cat([directed, directed.flip(0)], 1)
+        assert sorted(map(tuple, g.edge_index.t().tolist())) == sorted(map(tuple, both.t().tolist()))
+        # A DAG holding a Hamiltonian path has one topological order: peel off the node without predecessors.
+        order, left = torch.zeros(n, dtype=torch.long), set(range(n))
+        for position in range(n):
+            src, dst = directed
+            alive = torch.tensor([int(u) in left for u in src])
+            has_pred = set(dst[alive].tolist())
+            (first,) = [v for v in left if v not in has_pred]
+            order[first] = position
+            left.remove(first)
+        assert bool((g.y == (order < n // 2).long()).all())
+    # the PE reads the direction: phases, where edge_index alone would give a real encoding
+    assert all(g.mag_pe[:, 8:].abs().max() > 1e-3 for g in dm.graphs)
+    assert "directed_edge_index" in next(iter(dm.train_dataloader()))

@@ -8,7 +8,9 @@ the encoding sizes `lap_pe_dim` / `rw_se_dim` / `mag_pe_dim` (TU datasets, regis
 `sizes_from_files`, read their small label files for the feature and class counts the first
 time those are asked for; the graphs wait for `setup` like everywhere else). Every graph carries float `x` [N, F],
 `edge_index` (both directions), optional float `edge_attr` [E, edge_dim], long `y`, and
-the requested encodings `lap_pe` / `rw_se` / `mag_pe`.
+the requested encodings `lap_pe` / `rw_se` / `mag_pe`. A directed dataset also keeps its
+edges as given, one way, in `directed_edge_index` (read by the magnetic PE; message passing
+and LapPE see only the symmetric `edge_index`).
 
 Inductive datasets (many graphs) split the graphs; transductive ones (one graph: Cora,
 the heterophilous graphs) yield that graph for every split with a boolean `mask` saying

@@ -1,5 +1,5 @@
-"""Generated graph datasets (no download): SBM PATTERN and CLUSTER (Dwivedi et al. 2020) and a
-long-range toy task, made with a seed and cached as one file per setting."""
+"""Generated graph datasets (no download): SBM PATTERN and CLUSTER (Dwivedi et al. 2020), a
+long-range toy task and a directed one, made with a seed and cached as one file per setting."""
 from __future__ import annotations
 
 import logging
@@ -20,6 +20,8 @@ log = logging.getLogger("labformer")
 class GeneratedGraphs(GraphDataModule):
     """Graphs made by a generator with a seed, cached as one file per setting."""
 
+    keys: tuple[str, ...] = ("x", "edge_index", "y")  # what the cache file keeps of each graph
+
     def __init__(self, train_graphs: int, val_graphs: int, test_graphs: int, seed: int = 0, **base: Any):
         """seed: the generator's (the graphs are cached under cache_dir, one file per setting)."""
         super().__init__(**base)
@@ -37,13 +39,12 @@ class GeneratedGraphs(GraphDataModule):
 
     def load(self) -> tuple[list[Data], dict[str, Any]]:
         path = self.cache_dir / f"graphs-{self.dataset_key}.pt"
-        keys = ("x", "edge_index", "y")
         if path.is_file():
             graphs = [Data(**row) for row in unpack(torch.load(path, map_location="cpu", weights_only=True))]
         else:
             # One seed per split, so growing the training set leaves val/test unchanged.
             graphs = [g for i, s in enumerate(SPLITS) for g in self.generate(self.sizes[s], self.seed * 1000 + i)]
-            save_atomic(pack(graphs, keys), path)
+            save_atomic(pack(graphs, self.keys), path)
             log.info("generated %d %s graphs into %s", len(graphs), self.name, path)
         bounds = torch.tensor([0, *self.sizes.values()]).cumsum(0).tolist()
         return graphs, {s: list(range(bounds[i], bounds[i + 1])) for i, s in enumerate(SPLITS)}
@@ -104,6 +105,26 @@ class LongRangeDataModule(GeneratedGraphs):
         return generators.make_long_range(num_graphs, seed, self.min_nodes, self.max_nodes, self.min_distance)
 
 
+class DirectedOrderDataModule(GeneratedGraphs):
+    """Which half of a directed path is a node in? (generators.py). Direction-blind models are at chance;
+    `directed_edge_index` carries the direction to the magnetic PE (data.mag_pe_dim)."""
+
+    name, level, num_classes, metric, num_node_features = "directed_order", "node", 2, "accuracy", 1
+    keys = ("x", "edge_index", "directed_edge_index", "y")
+
+    def __init__(self, min_nodes: int = 16, max_nodes: int = 48, **kw: Any):
+        super().__init__(**kw)
+        if not 2 <= min_nodes <= max_nodes:
+            raise UserError(f"data.min_nodes={min_nodes}, data.max_nodes={max_nodes}: need 2 <= min_nodes <= max_nodes")
+        self.min_nodes, self.max_nodes = min_nodes, max_nodes
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "nodes": [self.min_nodes, self.max_nodes]}
+
+    def generate(self, num_graphs: int, seed: int) -> list[Data]:
+        return generators.make_directed_order(num_graphs, seed, self.min_nodes, self.max_nodes)
+
+
 # CPU-sized defaults (a default run takes seconds); the benchmark's sizes (10000 training graphs,
 # communities of 5..35: ~8x the edges, PATTERN's 20-node pattern) are experiment=pattern_full / cluster_full.
 register("pattern", task="graph", kind="dataset", embedded=True,
@@ -114,3 +135,7 @@ register("cluster", task="graph", kind="dataset", embedded=True,
 register("long_range", task="graph", kind="dataset", embedded=True,
          # Laplacian eigenvectors: their null space marks the connected components.
          args=dict(train_graphs=1000, val_graphs=200, test_graphs=200, lap_pe_dim=8))(LongRangeDataModule)
+# q = 0.02: the phase 2 pi q per edge turns once over 50 edges, so it does not wrap along these paths (<= 48 nodes).
+register("directed_order", task="graph", kind="dataset", embedded=True,
+         args=dict(train_graphs=500, val_graphs=100, test_graphs=100, mag_pe_dim=8, mag_pe_q=0.02))(
+    DirectedOrderDataModule)

@@ -18,6 +18,12 @@ one. A local MPNN with fewer layers than that distance sees the same neighbourho
 both cases; global attention with Laplacian eigenvectors (whose null space marks the
 components) can tell them apart.
 
+directed_order ("which half of the order is this node in?"): a directed path 0 -> 1 -> .. -> n-1
+with short forward chords i -> j (j - i <= 3), nodes without features; a node's label is 1 in the
+first half of the path. Reversing every edge swaps the labels and leaves the symmetrised graph's
+distribution unchanged, so a model that sees only undirected structure (message passing over
+`edge_index`, LapPE) is at chance; the direction is in `directed_edge_index` (magnetic PE).
+
 Every graph is built from `np.random.RandomState(seed)`, whose stream NumPy keeps fixed,
 so a seed gives the same dataset on every machine.
 """
@@ -42,8 +48,9 @@ def _community_sizes(rng: np.random.RandomState, k: int, lo: int = 5, hi: int = 
 
 
 def _to_data(x: np.ndarray, edges: np.ndarray, y: np.ndarray, rng: np.random.RandomState,
-             num_features: int, graph_y: bool = False) -> Data:
-    """One-hot features, nodes in a random order (so the node id carries no label)."""
+             num_features: int, graph_y: bool = False, directed: np.ndarray | None = None) -> Data:
+    """One-hot features, nodes in a random order (so the node id carries no label); `directed`: the
+    one-way edges, kept as `directed_edge_index` beside the symmetric `edges`."""
     n = len(x)
     order = rng.permutation(n)
     inverse = np.empty(n, dtype=np.int64)
@@ -51,7 +58,10 @@ def _to_data(x: np.ndarray, edges: np.ndarray, y: np.ndarray, rng: np.random.Ran
     x, y = x[order], (y if graph_y else y[order])
     edge_index = torch.from_numpy(inverse[edges].astype(np.int64))
     feats = torch.nn.functional.one_hot(torch.from_numpy(x.astype(np.int64)), num_features).float()
-    return Data(x=feats, edge_index=edge_index, y=torch.as_tensor(y, dtype=torch.long).view(-1), num_nodes=n)
+    data = Data(x=feats, edge_index=edge_index, y=torch.as_tensor(y, dtype=torch.long).view(-1), num_nodes=n)
+    if directed is not None:
+        data.directed_edge_index = torch.from_numpy(inverse[directed].astype(np.int64))
+    return data
 
 
 def make_pattern(num_graphs: int, seed: int, num_communities: int = 5, pattern_size: int = 20,
@@ -121,4 +131,22 @@ def make_long_range(num_graphs: int, seed: int, min_nodes: int = 24, max_nodes: 
         x = np.zeros(n_a + n_b, dtype=np.int64)
         x[[s, t]] = 1
         graphs.append(_to_data(x, edges, np.array([int(connected)]), rng, 2, graph_y=True))
+    return graphs
+
+
+def make_directed_order(num_graphs: int, seed: int, min_nodes: int = 16, max_nodes: int = 48,
+                        chord_prob: float = 0.3) -> list[Data]:
+    """Node labels: 1 for the first half of a directed path with forward chords (module docstring)."""
+    rng = np.random.RandomState(seed)
+    graphs = []
+    for _ in range(num_graphs):
+        n = 2 * rng.randint(min_nodes // 2, max_nodes // 2 + 1)  # even: both halves the same size
+        path = np.stack([np.arange(n - 1), np.arange(1, n)])
+        starts = np.nonzero(rng.rand(n) < chord_prob)[0]
+        ends = starts + rng.randint(2, 4, size=len(starts))
+        chords = np.stack([starts, ends])[:, ends < n]
+        directed = np.concatenate([path, chords], 1)
+        both = np.concatenate([directed, directed[::-1]], 1)
+        y = (np.arange(n) < n // 2).astype(np.int64)
+        graphs.append(_to_data(np.zeros(n, dtype=np.int64), both, y, rng, 1, directed=directed))
     return graphs

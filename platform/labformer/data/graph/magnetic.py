@@ -14,7 +14,9 @@ L is Hermitian positive semi-definite with eigenvalues in [0, 2]. `mag_pe` [N, 2
 beyond N are zero. At q = 0, H = A_s and L is the symmetric normalised Laplacian of the
 undirected graph (Im U = 0). For q > 0 the phases carry direction: reversing every edge
 conjugates L, hence U, and flips the sign of Im U. On graphs whose edges all come in both
-directions (every dataset of the contract in base.py) Theta = 0 and the encoding is real.
+directions Theta = 0 and the encoding is real: the transform reads a graph's `directed_edge_index`
+(the one-way edges of a directed dataset, e.g. directed_order) when it has one, else `edge_index`,
+which base.py's contract stores in both directions.
 
 An eigenvector is defined up to a factor e^{i phi} (a sign when real): each is rotated so that
 its entry of largest magnitude (the first within 1e-6 of it) is real and positive, which makes
@@ -124,7 +126,9 @@ class MagneticLaplacianPE(CachedTransform):
 
     def forward(self, data: Data) -> Data:
         n = data.num_nodes
-        _, vec = magnetic_eigh(data.edge_index, n, self.q, self.k)
+        # A directed dataset keeps its one-way edges beside the symmetric edge_index (base.py's contract).
+        edges = data.directed_edge_index if "directed_edge_index" in data else data.edge_index
+        _, vec = magnetic_eigh(edges, n, self.q, self.k)
         m = vec.shape[1]
         pe = torch.zeros(n, 2 * self.k)  # zero-padded when k > N
         pe[:, :m] = vec.real.float()
