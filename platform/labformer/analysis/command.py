@@ -1,13 +1,14 @@
 """`python -m labformer analyse <checkpoint> [--attention] [--atman] [--pairs] [--project] [--batch N] [--out DIR]`."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from labformer.analysis import atman as atman_tool
 from labformer.analysis import pairs as pairs_tool
 from labformer.analysis import project as project_tool
-from labformer.analysis.attention import Found, find_attention, nothing_to_record, record_attention
-from labformer.analysis.inputs import Job
+from labformer.analysis.attention import Found, find_attention, nothing_to_record, record_maps
+from labformer.analysis.inputs import Job, family, series_token_names
 from labformer.analysis.outputs import log_to_wandb, plot_maps, write_arrays
 from labformer.analysis.rebuild import first_items, rebuild
 from labformer.errors import UserError
@@ -42,7 +43,7 @@ def analyse(checkpoint: str | Path, attention: bool = False, batch: int = 8, out
     # Every tool's checks before any data is read.
     found = find_attention(run.module) if attention else None
     if found is not None and not found.recorded:
-        raise nothing_to_record(run.config.model, found)
+        raise nothing_to_record(run.config.model, found, task=family(run))
     if atman:
         atman_tool.check(run, suppression, kappa)
     if pairs:
@@ -74,15 +75,31 @@ def analyse(checkpoint: str | Path, attention: bool = False, batch: int = 8, out
 
 def _attention(job: Job, found: Found, batch: int) -> tuple[list[str], list[Path]]:
     run, cfg = job.run, job.run.config
-    layers = record_attention(run.module, job.inputs, found)
+    maps = record_maps(run.module, job.inputs, found)
+    layers = maps.layers
     if not layers:
-        raise nothing_to_record(cfg.model, found)
-    items, heads = layers[0][1].shape[0], max(p.shape[1] for _, p in layers)
-    png = plot_maps(layers, job.out, job.title(f"attention of {job.split} item 0 (query x key)"))
+        raise nothing_to_record(cfg.model, found, task=family(run))
+    items, heads, keys = layers[0][1].shape[0], max(p.shape[1] for _, p in layers), layers[0][1].shape[-1]
+    per_item = 1
+    if maps.tokens:  # a graph batch: one graph's tokens
+        what = f"the {job.split} batch's graph 0 (query x key)\n" + textwrap.fill(maps.tokens, 64)
+        on = f"graph 0 of the first {job.split} batch"
+    else:
+        n = len(job.inputs)
+        per_item = items // n if items % n == 0 else 1  # channel-independent forecasters: a sequence per channel
+        short = f" (the split holds only {n})" if n < batch else ""
+        what, on = f"{job.split} item 0 (query x key)", f"the first {n} {job.split} items{short}"
+        if per_item > 1:
+            one = "channel" if per_item == getattr(run.datamodule, "channels", None) else "sequence"
+            what = f"{job.split} item 0, its {one} 0 of {per_item} (query x key)"
+            on += f" ({items} sequences: {per_item} per item, one per {one})"
+    labels = series_token_names(run, keys, per_item) if family(run) == "timeseries" else None
+    png = plot_maps(layers, job.out, job.title(f"attention of {what}"), labels)
     npz = write_arrays(layers, job.out)
-    short = f" (the split holds only {items})" if items < batch else ""
-    lines = [f"attention of {len(layers)} layers, up to {heads} heads, on the first {items} {job.split} items"
-             f"{short} of data={cfg.data.name}, model={cfg.model.name} from {run.path}"]
+    lines = [f"attention of {len(layers)} layers, up to {heads} heads, on {on} of data={cfg.data.name}, "
+             f"model={cfg.model.name} from {run.path}"]
+    if maps.tokens:
+        lines.append(f"  {maps.tokens}")
     lines += found.skipped_lines()
     lines += [f"  layer{i}: {name} {list(probs.shape)}" for i, (name, probs) in enumerate(layers)]
     return lines, [png, npz]

@@ -55,6 +55,18 @@ def token_labels(datamodule: Any, ids: torch.Tensor | list[int]) -> list[str]:
     return labels
 
 
+def series_token_names(run: Any, tokens: int, per_item: int = 1) -> list[str] | None:
+    """Names of a forecaster's `tokens` attention tokens where their count says what they are: its variates
+    (iTransformer: one sequence per window, a token per channel) or its patches (PatchTST: a sequence per
+    channel, `per_item` = channels); time steps and other layouts are numbered as they are."""
+    channels, lookback = getattr(run.datamodule, "channels", None), getattr(run.datamodule, "lookback", None)
+    if per_item == 1 and tokens == channels != lookback:
+        return [f"var{c}" for c in range(tokens)]
+    if per_item == channels and tokens == getattr(getattr(run.module, "backbone", None), "num_patches", None):
+        return [f"patch{p}" for p in range(tokens)]
+    return None
+
+
 def is_images(x: Any) -> bool:
     return isinstance(x, torch.Tensor) and x.ndim == 4 and x.is_floating_point()
 

@@ -24,8 +24,9 @@ def write_arrays(layers: list[tuple[str, torch.Tensor]], out: Path) -> Path:
     return path
 
 
-def plot_maps(layers: list[tuple[str, torch.Tensor]], out: Path, title: str) -> Path:
-    """Rows = layers, columns = heads: the first item's query x key probabilities, each on its own scale."""
+def plot_maps(layers: list[tuple[str, torch.Tensor]], out: Path, title: str, labels: list[str] | None = None) -> Path:
+    """Rows = layers, columns = heads: the first item's query x key probabilities, each on its own scale;
+    `labels` name the tokens on the axes (up to 32 of them, else the positions are numbered)."""
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
@@ -41,8 +42,12 @@ def plot_maps(layers: list[tuple[str, torch.Tensor]], out: Path, title: str) -> 
             ax.imshow(probs[0, h].numpy(), cmap="viridis", vmin=0.0, interpolation="nearest")
             ax.set_title(f"layer {i} head {h}", fontsize=8)
             ax.tick_params(labelsize=6)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # token positions, not fractions
-            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            if labels and len(labels) == probs.shape[-1] <= 32:
+                ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=5)
+                ax.set_yticks(range(len(labels)), labels, fontsize=5)
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # token positions, not fractions
+                ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             if i == rows - 1:
                 ax.set_xlabel("key", fontsize=7)
             if h == 0:
