@@ -117,3 +117,59 @@ def test_lightning_logging_fast_path_is_installed_and_moves_nothing_it_should_no
     assert metric.to("cpu") is metric and metric.value.device.type == "cpu"
     moved = metric.to(torch.device("meta"))  # another device: Lightning's own method moves the states
     assert moved.value.device.type == "meta"
+
+
+class BufferedRecorder(Recorder):
+    METRIC_BUFFER_STEPS = 3
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self.layer(x)
+        self.logits.append((logits.detach(), y))
+        self.update_metric(self.acc, logits.detach(), y, "train")
+        self.log("train/acc", self.acc, on_step=False, on_epoch=True)
+        return F.cross_entropy(logits, y)
+
+
+def test_training_metric_updates_are_applied_in_chunks_with_the_same_epoch_value():
+    module = BufferedRecorder()
+    module.logits = []
+    updates = []
+    update = module.acc.update
+    module.acc.update = lambda preds, target: (updates.append(len(target)), update(preds, target))
+    trainer = L.Trainer(max_epochs=1, logger=False, callbacks=[EpochMetrics()], enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, train_dataloaders=batches())
+    assert updates == [5 + 3 + 7, 2 + 6 + 4, 1]  # three steps per update, the rest at the epoch's end
+    preds = torch.cat([lg.argmax(1) for lg, _ in module.logits])
+    target = torch.cat([y for _, y in module.logits])
+    assert trainer.callback_metrics["train/acc"].item() == pytest.approx((preds == target).float().mean().item())
+    assert not module._pending
+
+
+def test_callback_dispatch_calls_what_lightning_would_and_skips_only_empty_hooks():
+    from lightning.pytorch.callbacks import Callback
+    from lightning.pytorch.profilers import SimpleProfiler
+    from lightning.pytorch.trainer import call
+
+    from labformer.utils import callback_hooks
+
+    assert callback_hooks.install()
+    assert {"on_train_batch_end", "on_before_backward", "on_fit_start"} <= callback_hooks.empty_hooks(Callback)
+    assert "state_dict" not in callback_hooks.empty_hooks(Callback)
+    calls: list[tuple[str, str]] = []
+
+    class Seen(Callback):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            calls.append((self.name, pl_module._current_fx_name))
+
+    for profiler in (None, SimpleProfiler()):  # a real profiler goes through Lightning's own dispatch
+        calls.clear()
+        trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, profiler=profiler, callbacks=[Seen("a"), Callback(), Seen("b")])
+        trainer.fit(Recorder(), train_dataloaders=batches())
+        assert calls == [(n, "on_train_batch_end") for _ in SIZES for n in "ab"]
+    assert call._call_callback_hooks.__module__ == "labformer.utils.callback_hooks"

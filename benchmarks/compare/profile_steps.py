@@ -65,11 +65,13 @@ def main() -> None:
     parser.add_argument("--stop", type=int, default=350)
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("overrides", nargs="*", help="a case other than the default run, e.g. task=vision model=mlp "
+                                                     "data=digits (steps.py's mlp case)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     profile = cProfile.Profile()
     window = Window(profile, args.start, args.stop)
-    cfg = compose("trainer=cpu", "logger=wandb", "logger.offline=true", "test=false",
+    cfg = compose(*args.overrides, "trainer=cpu", "logger=wandb", "logger.offline=true", "test=false",
                   f"++trainer.max_steps={args.stop + 1}", f"run_id=profile-{time.time_ns()}",
                   f"paths.log_dir={SCRATCH / 'logs'}")
     try:
@@ -79,7 +81,8 @@ def main() -> None:
         shutil.rmtree(SCRATCH, ignore_errors=True)
     steps = args.stop - args.start
     stats = pstats.Stats(profile)
-    lines = [f"# Profile of the default run's steps {args.start + 1}..{args.stop}", "",
+    case = f"`{' '.join(args.overrides)}`" if args.overrides else "the default run"
+    lines = [f"# Profile of {case}: steps {args.start + 1}..{args.stop}", "",
              "Written by `benchmarks/compare/profile_steps.py` (method in its docstring).", "",
              *machine_lines(machine()),
              f"- {steps} steps in {window.seconds:.2f} s under the profiler ({1000 * window.seconds / steps:.2f} ms "

@@ -90,6 +90,9 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Callback]:
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, logger: Any, callbacks: list[Callback]) -> L.Trainer:
+    from labformer.utils import callback_hooks
+
+    callback_hooks.install()  # the same hooks called, without the cost of empty ones (see its docstring)
     kwargs = config_dict(cfg.trainer)
     check_arguments(L.Trainer.__init__, kwargs, where="trainer")
     if cfg.callbacks.progress_bar == "none":

@@ -165,7 +165,7 @@ class LMTask(Task):
         if self.objective == "classification":
             loss = F.cross_entropy(logits, y)
             acc = self.acc[f"{stage}_acc"]
-            acc.update(logits.detach(), y)
+            self.update_metric(acc, logits.detach(), y, stage)
             self.log(f"{stage}/loss", loss, prog_bar=True, on_step=stage == "train", on_epoch=True,
                      batch_size=len(y), sync_dist=stage != "train")
             self.log(f"{stage}/acc", acc, prog_bar=True, on_step=False, on_epoch=True)

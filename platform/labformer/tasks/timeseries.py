@@ -117,7 +117,7 @@ class TimeSeriesTask(Task):
         loss = self.criterion(forecast, y)
         n = x.shape[0]
         metrics = self.metrics[f"{stage}_metrics"]
-        metrics.update(forecast.detach().flatten(), y.flatten())
+        self.update_metric(metrics, forecast.detach().flatten(), y.flatten(), stage)
         suffix = self.test_suffix if stage == "test" else ""
         self.log(f"{stage}/loss{suffix}", loss, prog_bar=stage != "test", on_step=stage == "train", on_epoch=True,
                  batch_size=n, sync_dist=stage != "train")
@@ -134,7 +134,7 @@ class TimeSeriesTask(Task):
         logits = self(x)
         loss = self.criterion(logits, y)
         acc = self.acc[f"{stage}_acc"]  # keys get a suffix: "train" is an nn.Module method name
-        acc.update(logits.detach(), y)
+        self.update_metric(acc, logits.detach(), y, stage)
         self.log(f"{stage}/loss", loss, prog_bar=stage != "test", on_step=stage == "train", on_epoch=True,
                  batch_size=len(y), sync_dist=stage != "train")
         self.log(f"{stage}/acc", acc, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y))

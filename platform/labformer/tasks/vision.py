@@ -45,7 +45,7 @@ class VisionTask(Task):
         smoothing = self.label_smoothing if stage == "train" else 0.0
         loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
         metrics = self.metrics[f"{stage}_metrics"]
-        metrics.update(logits.detach(), labels)
+        self.update_metric(metrics, logits.detach(), labels, stage)
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=True,
                  batch_size=labels.shape[0], sync_dist=stage != "train")

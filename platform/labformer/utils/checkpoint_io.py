@@ -1,9 +1,11 @@
-"""Checkpoint files: atomic writes, and reading with errors a user can act on."""
+"""Checkpoint files: atomic writes off the training thread, and reading with errors a user can act on."""
 from __future__ import annotations
 
+import io
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from lightning.fabric.utilities.types import _PATH
@@ -15,17 +17,59 @@ CONFIG_KEY = "labformer"  # where the resolved run config lives inside a checkpo
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write to `<file>.tmp` and rename: a kill mid-write never leaves a torn last.ckpt."""
+    """Write to `<file>.tmp`, fsync and rename: a kill mid-write never leaves a torn checkpoint.
+
+    The checkpoint is serialised on the calling thread (so the file holds the weights of that moment,
+    whatever training does next); writing, fsync (milliseconds each, once per improved epoch: a tenth
+    of a full-batch Cora epoch) and renaming happen on one background thread, and so do removals of
+    superseded checkpoints, in the order they were asked for. At most one write waits: a save waits
+    for the previous one, which bounds the memory held to one serialised checkpoint. `teardown`
+    (Lightning calls it at the end of fit, validate and test, and after an exception) and `wait` block
+    until every file is in place; a failed write is raised there, or at the next save.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: list[Future] = []
+
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labformer-checkpoint")
+        self._pending.append(self._executor.submit(fn, *args))
+
+    def wait(self) -> None:
+        """Block until every queued write and removal is done; raise the first failure."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        self.wait()
+        self._submit(write_atomic, buffer.getbuffer(), Path(path))
+
+    def remove_checkpoint(self, path: _PATH) -> None:
+        self._submit(super().remove_checkpoint, path)
+
+    def teardown(self) -> None:
+        try:
+            self.wait()
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+
+
+def write_atomic(data: memoryview, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
