@@ -45,7 +45,7 @@ def test_logs_before_wandb_is_ready_are_queued_and_arrive_in_order():
     logger.log_hyperparams({"lr": 0.1})
     logger.log_metrics({"a": 1.0}, step=0)
     assert isinstance(logger.experiment, _PendingRun)  # Lightning's set-up touch does not wait
-    assert not logger._ready.is_set() and len(logger._queued) == 2
+    assert not logger._ready.is_set() and len(logger._queued) == 1 and logger._row_step == 0  # the row may grow
     go.set()
     logger._thread.join(5)
     logger.log_metrics({"a": 2.0}, step=1)
@@ -75,3 +75,21 @@ def test_a_failed_start_is_raised_in_the_run_and_not_at_exit():
     except RuntimeError as e:
         assert "could not start" in str(e)
     wait_for_wandb()  # nothing left to wait for, nothing raised twice
+
+
+def test_the_logs_of_one_step_become_one_row_sent_before_the_run_is_used():
+    go = threading.Event()
+    go.set()
+    logger = SlowStart(go)
+    logger._thread.join(5)
+    logger.log_metrics({"train/loss": 1.0}, step=9)  # an epoch's end: three calls for one step
+    logger.log_metrics({"val/acc": 0.5}, step=9)
+    logger.log_metrics({"lr": 0.1}, step=9)
+    run = logger._experiment
+    assert run.logged == []  # the step may still get more
+    logger.log_metrics({"train/loss_step": 0.9}, step=10)
+    assert run.logged == [{"train/loss": 1.0, "val/acc": 0.5, "lr": 0.1, "trainer/global_step": 9}]
+    assert logger.experiment is run and run.logged[-1] == {"train/loss_step": 0.9, "trainer/global_step": 10}
+    logger.log_metrics({"test/acc": 0.7}, step=10)
+    logger._send_row()  # what finalize does first
+    assert run.logged[-1] == {"test/acc": 0.7, "trainer/global_step": 10} and len(run.logged) == 3

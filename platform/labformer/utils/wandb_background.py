@@ -5,6 +5,11 @@ run is ready), all of it before the first training step would otherwise run. Her
 thread as the logger is built; hyperparameters and metrics logged before W&B is ready are queued in
 order and sent at the next logging call after it is (or at the latest when the run finishes). Anything
 that needs the W&B run itself (`logger.experiment`: pictures, tables) waits for it.
+
+Lightning logs one global step in several calls (an epoch's end: the training means, the validation
+metrics, the learning rate), and each W&B `log` costs about a millisecond on the training thread: the
+calls for one step are merged into one row, sent when a later step is logged, before the run itself is
+used, and when the logger is finalised (Lightning does that at the end of fit, test and on a crash).
 """
 from __future__ import annotations
 
@@ -39,6 +44,8 @@ class BackgroundWandbLogger(WandbLogger):
         self._queued: list[tuple[str, tuple[Any, ...]]] = []
         self._lock = threading.Lock()
         self._failure: BaseException | None = None
+        self._row: dict[str, Any] = {}  # metrics of global step `_row_step`, not sent yet
+        self._row_step: int | None = None
         self._thread = threading.Thread(target=self._start, name="wandb-init", daemon=True)
         _starting.append(self)
         self._thread.start()
@@ -85,22 +92,39 @@ class BackgroundWandbLogger(WandbLogger):
         return self.started_run()
 
     def started_run(self) -> Any:
+        self._send_row()
         self.wait()
         self._flush()
         return WandbLogger.experiment.fget(self)
 
     def log_hyperparams(self, params: Any) -> None:
+        self._send_row()
         self._send("log_hyperparams", params)
 
     def log_metrics(self, metrics: Any, step: int | None = None) -> None:
-        self._send("log_metrics", metrics, step)
+        if step is not None and step == self._row_step:
+            self._row.update(metrics)
+            return
+        self._send_row()
+        if step is None:
+            self._send("log_metrics", metrics, step)
+        else:
+            self._row, self._row_step = dict(metrics), step
+
+    def _send_row(self) -> None:
+        if self._row_step is not None:
+            row, step = self._row, self._row_step
+            self._row, self._row_step = {}, None  # first: sending reads `experiment`, which sends rows
+            self._send("log_metrics", row, step)
 
     def finalize(self, status: str) -> None:
+        self._send_row()
         self.wait()
         self._flush()
         super().finalize(status)
 
     def __getstate__(self) -> dict[str, Any]:
+        self._send_row()
         self.wait()  # a spawned process attaches to the started run (WandbLogger.__getstate__)
         self._flush()
         state = super().__getstate__()
