@@ -102,5 +102,5 @@ def test_rows_picks_the_rows_to_run_and_names_the_valid_ones(tmp_path, capsys):
     said = capsys.readouterr().out
     assert "would run depth 2" in said and "would run depth 1" not in said
     assert "| depth 1 | 0 |" in rendered  # every row is still rendered
-    with pytest.raises(UserError, match=r"--rows 'depth 3': no such row in table tiny\. Fix: one of 'depth 1'"):
+    with pytest.raises(UserError, match=r"--row 'depth 3': no such row in table tiny\. Fix: one of 'depth 1'"):
         reproduce_table(str(table_file), [], tmp_path, dry_run=True, rows=["depth 3"])

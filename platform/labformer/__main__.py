@@ -131,8 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("overrides", nargs="*", help="added to every cell, e.g. hydra/launcher=slurm trainer=gpu")
     rep.add_argument("--out", default="logs/reproduce", help="where the cells' run folders live (default: %(default)s)")
     rep.add_argument("--dry-run", action="store_true", help="say which cells would run; render what is done")
-    rep.add_argument("--rows", default="", help="run only these rows, comma-separated (row names as in the table "
-                                                "file, e.g. 'gcn (residual),gat'); every row is still rendered")
+    rep.add_argument("--row", action="append", default=[], dest="rows", metavar="NAME",
+                     help="run only this row (its name as in the table file, e.g. --row 'gcn (residual)'); "
+                          "repeat for several; every row is still rendered")
     ren = sub.add_parser("render", help="rewrite the <!-- labformer:results|reproduce ... --> blocks of Markdown "
                                         "files from the committed records (results/markdown.py)")
     ren.add_argument("files", nargs="+", help="Markdown files or globs, e.g. 'benchmarks/**/README.md'")
@@ -185,8 +186,7 @@ def run_command(args: argparse.Namespace) -> str:
     if args.command == "reproduce":
         from labformer.results.reproduce import reproduce
 
-        rows = [r.strip() for r in args.rows.split(",") if r.strip()]
-        return reproduce(args.table, args.overrides, Path(args.out).absolute(), args.dry_run, rows)
+        return reproduce(args.table, args.overrides, Path(args.out).absolute(), args.dry_run, args.rows)
     if args.command == "analyse":
         from labformer.analysis.command import analyse
 

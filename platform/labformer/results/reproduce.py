@@ -204,7 +204,7 @@ def reproduce(name: str, extra: list[str], out: Path, dry_run: bool = False, row
     names = [row.name for row in table.rows]
     unknown = [r for r in rows or [] if r not in names]
     if unknown:
-        raise UserError(f"--rows {', '.join(map(repr, unknown))}: no such row in table {table.name}. "
+        raise UserError(f"--row {', '.join(map(repr, unknown))}: no such row in table {table.name}. "
                         f"Fix: one of {', '.join(map(repr, names))}")
     for row in table.rows:
         if rows and row.name not in rows:
