@@ -12,9 +12,9 @@ what this expects.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
-_installed = False
+from labformer.utils.lightning_patch import patch
 
 
 def _empty(self: Any) -> None:
@@ -31,18 +31,13 @@ def empty_hooks(callback_class: type) -> frozenset[str]:
 
 def install() -> bool:
     """Replace the dispatch (once per process); False when this Lightning version does not fit it."""
-    global _installed
-    if _installed:
-        return True
-    try:
-        from lightning.pytorch.callbacks import Callback
-        from lightning.pytorch.profilers import PassThroughProfiler
-        from lightning.pytorch.trainer import call
-    except ImportError:
-        return False
-    original = getattr(call, "_call_callback_hooks", None)
-    if original is None:
-        return False
+    return patch("lightning.pytorch.trainer.call", None, "_call_callback_hooks", fast_dispatch)
+
+
+def fast_dispatch(original: Callable[..., None]) -> Callable[..., None]:
+    from lightning.pytorch.callbacks import Callback
+    from lightning.pytorch.profilers import PassThroughProfiler
+
     empty = {name: getattr(Callback, name) for name in empty_hooks(Callback)}
 
     def dispatch(trainer: Any, hook_name: str, *args: Any, monitoring_callbacks: bool | None = None,
@@ -64,6 +59,4 @@ def install() -> bool:
             pl_module._current_fx_name = prev_fx_name  # restored as Lightning does, for nested hooks
         return None
 
-    call._call_callback_hooks = dispatch
-    _installed = True
-    return True
+    return dispatch

@@ -11,26 +11,18 @@ state every later call of a run finds); any other call goes through Lightning's 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-_installed = False
-
+from labformer.utils.lightning_patch import patch
 
 def install() -> bool:
     """Add the fast path (once per process); False when this Lightning version does not fit it."""
-    global _installed
-    if _installed:
-        return True
-    try:
-        from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultMetric
-    except ImportError:
-        return False
-    original = getattr(_ResultMetric, "to", None)
-    if original is None:
-        return False
+    return patch("lightning.pytorch.trainer.connectors.logger_connector.result", "_ResultMetric", "to", fast_to)
 
+
+def fast_to(original: Callable[..., Any]) -> Callable[..., Any]:
     def on(tensor: Any, device: torch.device) -> bool:
         return isinstance(tensor, torch.Tensor) and tensor.device.type == device.type \
             and device.index in (None, tensor.device.index)
@@ -44,6 +36,4 @@ def install() -> bool:
                 return self
         return original(self, *args, **kwargs)
 
-    _ResultMetric.to = to
-    _installed = True
-    return True
+    return to
