@@ -33,10 +33,22 @@ class LastCheckpoint(ModelCheckpoint):
         steps_done = trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps
         return bool(epochs_done or steps_done or trainer.should_stop)
 
+    def due(self, trainer: L.Trainer) -> bool:
+        return time.monotonic() - self._written_at >= self.min_seconds or self.final_epoch(trainer)
+
+    # Lightning gathers the monitor candidates (a deep copy of every logged metric) before it asks
+    # whether to save: not due, neither is needed.
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.due(trainer):
+            super().on_train_epoch_end(trainer, pl_module)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.due(trainer):
+            super().on_validation_end(trainer, pl_module)
+
     # Lightning calls this for a ModelCheckpoint without a monitor (every `every_n_epochs` epochs).
     def _save_none_monitor_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
-        now = time.monotonic()
-        if now - self._written_at < self.min_seconds and not self.final_epoch(trainer):
+        if not self.due(trainer):
             return
         super()._save_none_monitor_checkpoint(trainer, monitor_candidates)
         self._written_at = time.monotonic()
