@@ -138,10 +138,10 @@ def code_version() -> str:
     import labformer
 
     source = Path(labformer.__file__).resolve().parents[1]
-    if source == REPO / "platform":
+    stamp = source.parent / "COMMIT"
+    if source == REPO / "platform" and not stamp.is_file():  # a snapshot's own scripts see it as REPO
         dirty = _git("status", "--porcelain", "platform", "conf")
         return _git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if dirty else " (clean)")
-    stamp = source.parent / "COMMIT"
     commit = stamp.read_text().strip()[:10] if stamp.is_file() else "unknown commit"
     return f"{commit} (clean snapshot in {source.parent}, via PYTHONPATH)"
 
