@@ -90,7 +90,8 @@ class GraphDataModule(L.LightningDataModule):
         download: fetch missing files (sha256-checked) where a checksum is recorded, otherwise the error
         names the URL."""
         super().__init__()
-        for key, value, ok in (("batch_size", batch_size, batch_size >= 1), ("num_workers", num_workers, num_workers >= 0),
+        for key, value, ok in (("batch_size", batch_size, batch_size >= 1),
+                               ("num_workers", num_workers, num_workers >= 0),
                                ("lap_pe_dim", lap_pe_dim, lap_pe_dim >= 0), ("rw_se_dim", rw_se_dim, rw_se_dim >= 0),
                                ("mag_pe_dim", mag_pe_dim, mag_pe_dim >= 0)):
             if not ok:
