@@ -46,9 +46,8 @@ class LastCheckpoint(ModelCheckpoint):
         if self.due(trainer):
             super().on_validation_end(trainer, pl_module)
 
-    # Lightning calls this for a ModelCheckpoint without a monitor (every `every_n_epochs` epochs).
+    # Lightning calls this for a ModelCheckpoint without a monitor (every `every_n_epochs` epochs), from the
+    # two hooks above: only when due.
     def _save_none_monitor_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
-        if not self.due(trainer):
-            return
         super()._save_none_monitor_checkpoint(trainer, monitor_candidates)
         self._written_at = time.monotonic()

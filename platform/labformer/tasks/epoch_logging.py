@@ -34,7 +34,7 @@ STEP_STAGES = {"training_step": "train", "validation_step": "validation", "test_
 
 class EpochLogging(L.LightningModule):
     METRIC_BUFFER_STEPS = 32  # training steps applied in one metric update (1: each step at once)
-    METRIC_BUFFER_ELEMENTS = 1 << 22  # or sooner, when the kept predictions reach this many numbers
+    METRIC_BUFFER_ELEMENTS = 1 << 22  # or sooner, when about this many numbers are kept (steps x this one's)
 
     def __init__(self) -> None:
         super().__init__()
@@ -51,7 +51,8 @@ class EpochLogging(L.LightningModule):
         held = self._pending.setdefault(id(metric), (metric, [], []))
         held[1].append(preds.detach())
         held[2].append(target.detach())
-        if len(held[1]) >= self.METRIC_BUFFER_STEPS or sum(p.numel() for p in held[1]) >= self.METRIC_BUFFER_ELEMENTS:
+        kept = len(held[1])
+        if kept >= self.METRIC_BUFFER_STEPS or kept * preds.numel() >= self.METRIC_BUFFER_ELEMENTS:
             self.apply_pending()
 
     def apply_pending(self) -> None:

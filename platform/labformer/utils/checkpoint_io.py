@@ -12,12 +12,13 @@ from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from labformer.errors import UserError
+from labformer.utils.atomic_files import write_atomic
 
 CONFIG_KEY = "labformer"  # where the resolved run config lives inside a checkpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write to `<file>.tmp`, fsync and rename: a kill mid-write never leaves a torn checkpoint.
+    """Write to a temporary file, fsync and rename: a kill mid-write never leaves a torn checkpoint.
 
     The checkpoint is serialised on the calling thread (so the file holds the weights of that moment,
     whatever training does next); writing, fsync (milliseconds each, once per improved epoch: a tenth
@@ -48,7 +49,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         self.wait()
-        self._submit(write_atomic, buffer.getbuffer(), Path(path))
+        self._submit(write_atomic, Path(path), buffer.getbuffer(), True)
 
     def remove_checkpoint(self, path: _PATH) -> None:
         self._submit(super().remove_checkpoint, path)
@@ -60,16 +61,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
                 self._executor = None
-
-
-def write_atomic(data: memoryview, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

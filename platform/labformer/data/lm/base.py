@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from labformer.data.lm.tokenizers import ASCII_ALPHABET, BPETokenizer, ByteTokenizer, CharTokenizer
 from labformer.errors import UserError
+from labformer.utils.atomic_files import write_atomic
 
 log = logging.getLogger("labformer")
 IGNORE = -100  # targets with this id (padding of the last window) are not scored
@@ -83,16 +83,6 @@ class SequentialWindows(Dataset):
             x = torch.cat([x, torch.zeros(t - len(x), dtype=torch.long)])
             y = torch.cat([y, torch.full((t - len(y),), IGNORE, dtype=torch.long)])
         return x, y
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 class TextLMDataModule(L.LightningDataModule):
@@ -201,13 +191,13 @@ class TextLMDataModule(L.LightningDataModule):
                     raise UserError(f"token id {ids.max()} >= vocab_size {self.vocab_size}")
                 ids = ids.astype(dtype)
                 if writable:
-                    _write_atomic(path, ids.tobytes())
+                    write_atomic(path, ids.tobytes())
                     self.tokens[split] = np.memmap(path, dtype=dtype, mode="r")
                 else:
                     self.tokens[split] = ids
                 meta[split] = {"characters": len(text), "tokens": int(len(ids))}
         if writable:
-            _write_atomic(meta_path, json.dumps(meta, indent=1).encode())
+            write_atomic(meta_path, json.dumps(meta, indent=1).encode())
         self.chars_per_token = {s: m["characters"] / max(1, m["tokens"]) for s, m in meta.items()}
 
     def tokens_per_character(self, split: str) -> float:
