@@ -1,29 +1,33 @@
-"""A WandbLogger whose start-up runs beside the run instead of before it.
+"""A WandbLogger that starts and sends beside the run instead of on the training thread.
 
 `wandb.init` costs about 3 s on a CPU machine (its service process, and W&B's own imports when the
-run is ready), all of it before the first training step would otherwise run. Here it starts in a
-thread as the logger is built; hyperparameters and metrics logged before W&B is ready are queued in
-order and sent at the next logging call after it is (or at the latest when the run finishes). Anything
-that needs the W&B run itself (`logger.experiment`: pictures, tables) waits for it.
+run is ready), all of it before the first training step would otherwise run; each W&B `log` then
+costs about a millisecond, half of it waiting for W&B's own sender thread. Here one thread per logger
+starts W&B as the logger is built and then sends, in order, every call queued by the run: the
+training thread only queues. Anything that needs the W&B run itself (`logger.experiment`: pictures,
+tables) waits until the queue is sent, so a picture never overtakes an earlier step's row.
 
 Lightning logs one global step in several calls (an epoch's end: the training means, the validation
-metrics, the learning rate), and each W&B `log` costs about a millisecond on the training thread: the
-calls for one step are merged into one row, sent when a later step is logged, before the run itself is
-used, and when the logger is finalised (Lightning does that at the end of fit, test and on a crash).
+metrics, the learning rate): the calls for one step are merged into one row, queued when a later step
+is logged, before the run itself is used, and when the logger is finalised (Lightning does that at the
+end of fit, test and on a crash). A failure of W&B (at start or in a send) is raised in the run at its
+next logging call, once.
 """
 from __future__ import annotations
 
+import queue
 import threading
+import weakref
 from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger
 
-_starting: list["BackgroundWandbLogger"] = []  # every logger whose start-up may still run
+_loggers: "weakref.WeakSet[BackgroundWandbLogger]" = weakref.WeakSet()  # whose queues exit must drain
 
 
 def wait_for_wandb() -> None:
-    """Block until every W&B start-up of this process has finished (before wandb.finish / exit)."""
-    for logger in list(_starting):
+    """Block until every W&B logger of this process has started and sent its queue (before wandb.finish)."""
+    for logger in list(_loggers):
         logger.wait()
 
 
@@ -41,13 +45,12 @@ class BackgroundWandbLogger(WandbLogger):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._ready = threading.Event()
-        self._queued: list[tuple[str, tuple[Any, ...]]] = []
-        self._lock = threading.Lock()
+        self._calls: queue.Queue = queue.Queue()  # (WandbLogger method name, args), sent in order
         self._failure: BaseException | None = None
-        self._row: dict[str, Any] = {}  # metrics of global step `_row_step`, not sent yet
+        self._row: dict[str, Any] = {}  # metrics of global step `_row_step`, not queued yet
         self._row_step: int | None = None
-        self._thread = threading.Thread(target=self._start, name="wandb-init", daemon=True)
-        _starting.append(self)
+        self._thread: threading.Thread | None = threading.Thread(target=self._serve, name="wandb", daemon=True)
+        _loggers.add(self)
         self._thread.start()
 
     def _start(self) -> None:
@@ -58,43 +61,50 @@ class BackgroundWandbLogger(WandbLogger):
         finally:
             self._ready.set()
 
-    def wait(self) -> None:
-        if threading.current_thread() is not self._thread:
-            self._ready.wait()
-        if self in _starting:
-            _starting.remove(self)
+    def _serve(self) -> None:
+        self._start()
+        while True:
+            name, args = self._calls.get()
+            try:
+                if self._failure is None:
+                    getattr(WandbLogger, name)(self, *args)
+            except BaseException as e:
+                self._failure = e
+            finally:
+                self._calls.task_done()
+
+    def _raise_failure(self) -> None:
         if self._failure is not None:
             failure, self._failure = self._failure, None
             raise failure
 
-    def _flush(self) -> None:
-        with self._lock:
-            queued, self._queued = self._queued, []
-        for name, args in queued:
-            getattr(WandbLogger, name)(self, *args)
+    def wait(self) -> None:
+        """Block until W&B has started and every queued call is sent; raise a failure of either."""
+        if threading.current_thread() is not self._thread:
+            self._ready.wait()
+            self._calls.join()
+        self._raise_failure()
 
     def _send(self, name: str, *args: Any) -> None:
-        if not self._ready.is_set():
-            with self._lock:
-                if not self._ready.is_set():
-                    self._queued.append((name, args))
-                    return
-        self.wait()
-        self._flush()
-        getattr(WandbLogger, name)(self, *args)
+        self._raise_failure()
+        if self._thread is None:  # a copy in another process (see __setstate__): no sender thread
+            getattr(WandbLogger, name)(self, *args)
+        else:
+            self._calls.put((name, args))
 
     @property
     def experiment(self) -> Any:
+        if threading.current_thread() is self._thread:  # the sender itself
+            return WandbLogger.experiment.fget(self)
         # Lightning touches `experiment` while setting up (to start it on every process): a stand-in
         # keeps that from waiting; using the run through it waits.
-        if not self._ready.is_set() and threading.current_thread() is not self._thread:
+        if not self._ready.is_set():
             return _PendingRun(self)
         return self.started_run()
 
     def started_run(self) -> Any:
         self._send_row()
         self.wait()
-        self._flush()
         return WandbLogger.experiment.fget(self)
 
     def log_hyperparams(self, params: Any) -> None:
@@ -114,25 +124,23 @@ class BackgroundWandbLogger(WandbLogger):
     def _send_row(self) -> None:
         if self._row_step is not None:
             row, step = self._row, self._row_step
-            self._row, self._row_step = {}, None  # first: sending reads `experiment`, which sends rows
+            self._row, self._row_step = {}, None
             self._send("log_metrics", row, step)
 
     def finalize(self, status: str) -> None:
         self._send_row()
         self.wait()
-        self._flush()
         super().finalize(status)
 
     def __getstate__(self) -> dict[str, Any]:
         self._send_row()
         self.wait()  # a spawned process attaches to the started run (WandbLogger.__getstate__)
-        self._flush()
         state = super().__getstate__()
-        for key in ("_ready", "_lock", "_thread"):
+        for key in ("_ready", "_calls", "_thread"):
             state.pop(key, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._ready, self._lock, self._thread = threading.Event(), threading.Lock(), None
+        self._ready, self._calls, self._thread = threading.Event(), queue.Queue(), None
         self._ready.set()
