@@ -68,7 +68,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Callback]:
     callbacks: list[Callback] = [
         ModelCheckpoint(dirpath=checkpoints, filename="best-epoch{epoch:03d}", monitor=monitor, mode=mode,
                         save_top_k=c.checkpoint.save_top_k, every_n_epochs=c.checkpoint.every_n_epochs,
-                        auto_insert_metric_name=False),
+                        save_weights_only=c.checkpoint.best_weights_only, auto_insert_metric_name=False),
         LastCheckpoint(checkpoints, every_n_epochs=c.checkpoint.every_n_epochs,
                        min_seconds=c.checkpoint.last_every_seconds),
         RNGStateCallback(), ThroughputMonitor(), EpochSummary(), SlurmRequeue(), ValidationMemory(),
@@ -86,6 +86,10 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Callback]:
         # Checked after each validation only: at a training epoch's end there may be none (max_steps mid-epoch).
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=int(c.early_stopping),
                                        check_on_train_epoch_end=False))
+    if c.get("analyse"):  # the analyse command's tools on the best weights at fit end (callbacks/analysis.py)
+        from labformer.callbacks.analysis import Analysis  # imported here: the analysis imports the builders
+
+        callbacks.append(Analysis(c.analyse, run_dir))
     return callbacks
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from labformer.analysis import atman as atman_tool
 from labformer.analysis import pairs as pairs_tool
@@ -12,6 +13,8 @@ from labformer.analysis.inputs import Job, family, series_token_names
 from labformer.analysis.outputs import log_to_wandb, plot_maps, write_arrays
 from labformer.analysis.rebuild import first_items, rebuild
 from labformer.errors import UserError
+
+TOOLS = ("attention", "atman", "pairs", "project")  # the order they run and report in
 
 
 def run_directory(checkpoint: Path) -> Path:
@@ -40,37 +43,55 @@ def analyse(checkpoint: str | Path, attention: bool = False, batch: int = 8, out
         raise UserError(f"--steps {steps}: give the number of integration steps of --pairs, at least 1 (e.g. 64)")
     checkpoint = Path(checkpoint)
     run = rebuild(checkpoint)
-    # Every tool's checks before any data is read.
-    found = find_attention(run.module) if attention else None
-    if found is not None and not found.recorded:
-        raise nothing_to_record(run.config.model, found, task=family(run))
-    if atman:
-        atman_tool.check(run, suppression, kappa)
-    if pairs:
-        pairs_tool.check(run)
-    if project:
-        project_tool.check(run)
-    split, inputs = first_items(run.datamodule, max(batch, 2) if pairs else batch)
-    if pairs and len(inputs) < 2:
-        raise UserError(f"--pairs needs two items, and the {split} split holds only {len(inputs)}")
-
-    job = Job(run, split, inputs, Path(out) if out else run_directory(checkpoint))
-    job.out.mkdir(parents=True, exist_ok=True)
-    lines: list[str] = []
-    files: list[Path] = []
-    for wanted, tool in ((found is not None, lambda: _attention(job, found, batch)),
-                         (atman, lambda: atman_tool.report(job, suppression, kappa)),
-                         (pairs, lambda: pairs_tool.report(job, steps)),
-                         (project, lambda: project_tool.report(job))):
-        if wanted:
-            more_lines, more_files = tool()
-            lines += more_lines
-            files += more_files
+    tools = [t for t, wanted in zip(TOOLS, (attention, atman, pairs, project)) if wanted]
+    check_tools(run, tools, suppression, kappa)
+    lines, files = run_tools(run, tools, Path(out) if out else run_directory(checkpoint), batch,
+                             suppression=suppression, kappa=kappa, steps=steps)
     lines += [f"wrote {f}" for f in files]
     logged = log_to_wandb([f for f in files if f.suffix == ".png"], run.config, run_directory(checkpoint))
     if logged:
         lines.append(logged)
     return "\n".join(lines)
+
+
+def check_tools(run: Any, tools: Sequence[str], suppression: float = 0.9, kappa: float | None = None) -> None:
+    """Every chosen tool's checks on a built run (a rebuild.Rebuilt, or a training run's own module), before any
+    data is read: a UserError saying why a tool does not apply."""
+    if "attention" in tools:
+        found = find_attention(run.module)
+        if not found.recorded:
+            raise nothing_to_record(run.config.model, found, task=family(run))
+    if "atman" in tools:
+        atman_tool.check(run, suppression, kappa)
+    if "pairs" in tools:
+        pairs_tool.check(run)
+    if "project" in tools:
+        project_tool.check(run)
+
+
+def run_tools(run: Any, tools: Sequence[str], out: Path, batch: int = 8, *, suppression: float = 0.9,
+              kappa: float | None = None, steps: int = 64) -> tuple[list[str], list[Path]]:
+    """The chosen tools (in TOOLS order) on the first `batch` test items of `run` (validation without a test
+    split), their pictures and numbers written into `out`: (lines to print, files written). The command and
+    callbacks.analyse (callbacks/analysis.py) both run their tools here."""
+    split, inputs = first_items(run.datamodule, max(batch, 2) if "pairs" in tools else batch)
+    if "pairs" in tools and len(inputs) < 2:
+        raise UserError(f"--pairs needs two items, and the {split} split holds only {len(inputs)}")
+    job = Job(run, split, inputs, out)
+    job.out.mkdir(parents=True, exist_ok=True)
+    reports: dict[str, Callable[[], tuple[list[str], list[Path]]]] = {
+        "attention": lambda: _attention(job, find_attention(run.module), batch),
+        "atman": lambda: atman_tool.report(job, suppression, kappa),
+        "pairs": lambda: pairs_tool.report(job, steps),
+        "project": lambda: project_tool.report(job)}
+    lines: list[str] = []
+    files: list[Path] = []
+    for tool in TOOLS:
+        if tool in tools:
+            more_lines, more_files = reports[tool]()
+            lines += more_lines
+            files += more_files
+    return lines, files
 
 
 def _attention(job: Job, found: Found, batch: int) -> tuple[list[str], list[Path]]:
