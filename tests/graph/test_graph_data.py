@@ -9,8 +9,10 @@ from torch_geometric.utils import to_scipy_sparse_matrix
 
 from labformer import registry
 from labformer.data.files import MissingDataError
+from labformer.data.graph.base import METRICS
 from labformer.data.graph.cache import apply_cached, cache_file
 from labformer.data.graph.encodings import LaplacianPE, RandomWalkSE
+from labformer.tasks.graph_metrics import kind_of
 
 from conftest import compose_config
 from helpers import tiny_graph
@@ -111,8 +113,8 @@ def test_every_graph_dataset_config_builds_without_reading(name, tmp_path):
     if registry.get(name, kind="dataset").meta.get("sizes_from_files"):  # TU: sizes from the label files
         with pytest.raises(MissingDataError, match=r"(?s)_graph_labels\.txt.*graphkerneldatasets.*unzip"):
             dm.num_classes
-    else:
-        assert dm.num_classes >= 2 and dm.num_node_features >= 1
+    else:  # classes (at least 2), labels, or regression targets (ZINC: 1)
+        assert dm.num_classes >= (1 if kind_of(dm.metric) == "regression" else 2) and dm.num_node_features >= 1
     assert dm.level in ("node", "graph")
-    assert dm.metric in ("accuracy", "balanced_accuracy", "auroc") and dm.graphs is None
+    assert dm.metric in METRICS and dm.graphs is None
     assert not (tmp_path / "nothing").exists()

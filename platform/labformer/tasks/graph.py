@@ -1,13 +1,16 @@
-"""Graph learning: node- or graph-level classification with any graph backbone.
+"""Graph learning: node- or graph-level classification or regression with any graph backbone.
 
-    Batch -> backbone -> node features[N,D] -> (graph level: pooled per graph [B,D]) -> head -> logits
+    Batch -> backbone -> node features[N,D] -> (graph level: pooled per graph [B,D]) -> head -> outputs
 
-The data decide the level (`datamodule.level`), the classes and the headline metric
-(`datamodule.metric`: accuracy, balanced_accuracy - the class-averaged accuracy of the
-SBM benchmarks - or auroc for binary tasks). The headline is logged twice: under its own
-name (`val/acc`, `val/bal_acc`, `val/auroc`) and as `val/score`, which `task.monitor`
-watches, so one task config picks the best checkpoint on every dataset. Transductive
-batches carry a boolean `mask`: only those nodes enter the loss and the metrics.
+The data decide the level (`datamodule.level`), the number of outputs (`num_classes`: classes,
+labels or regression targets) and the headline metric (`datamodule.metric`, tasks/graph_metrics.py:
+accuracy, balanced_accuracy - the class-averaged accuracy of the SBM benchmarks - or auroc with
+cross-entropy; average_precision, multilabel with BCE-with-logits; mae, regression with the L1
+loss). The headline is logged twice: under its own name (`val/acc`, `val/bal_acc`, `val/auroc`,
+`val/ap`, `val/mae`) and as `val/score`, which `task.monitor` watches, so one task config picks
+the best checkpoint on every dataset; its direction follows the data's metric (`min` for mae,
+settled in `resolve_monitor` before the run writes anything). Transductive batches carry a
+boolean `mask`: only those nodes enter the loss and the metrics.
 
 A backbone that needs preprocessing (e.g. Exphormer's expander edges) exposes it as
 `data_transform` (models/graph/base.py); `connect` hands it to the DataModule, which
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import logging
+
 import lightning as L
 import torch
 import torch.nn as nn
@@ -24,28 +29,15 @@ import torch.nn.functional as F
 from torch_geometric.data import Batch
 from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
 from torchmetrics import MetricCollection
-from torchmetrics.classification import BinaryAUROC, MulticlassAccuracy
 
 from labformer.errors import UserError
 from labformer.models.graph import base as contract
 from labformer.registry import register
 from labformer.tasks.base import Task
+from labformer.tasks.graph_metrics import METRIC_NAMES, build_metrics, kind_of, mode_of
 
+log = logging.getLogger("labformer")
 POOLING = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
-METRIC_NAMES = {"accuracy": "acc", "balanced_accuracy": "bal_acc", "auroc": "auroc"}
-
-
-def _metrics(metric: str, num_classes: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"acc": MulticlassAccuracy(num_classes, average="micro")}
-    if metric == "balanced_accuracy":
-        out["bal_acc"] = MulticlassAccuracy(num_classes, average="macro")
-    elif metric == "auroc":
-        if num_classes != 2:
-            raise UserError(f"metric auroc needs a binary task; this dataset has {num_classes} classes")
-        out["auroc"] = BinaryAUROC()
-    elif metric != "accuracy":
-        raise UserError(f"unknown graph metric '{metric}'; one of {', '.join(METRIC_NAMES)}")
-    return out
 
 
 def batch_statistics_only(module: nn.Module) -> None:
@@ -95,6 +87,10 @@ class GraphTask(Task):
             raise UserError(f"task.pooling={pooling} is unknown; one of {', '.join(POOLING)}")
         if class_weights not in ("none", "balanced"):
             raise UserError(f"task.class_weights={class_weights} is unknown; use none or balanced")
+        self.kind = kind_of(metric)
+        if self.kind != "classes" and (class_weights != "none" or label_smoothing):
+            raise UserError(f"task.class_weights and task.label_smoothing weigh single-label classes; metric "
+                            f"{metric} is {self.kind}. Fix: leave them at none and 0")
         self.level, self.metric, self.pooling, self.class_weights = level, metric, pooling, class_weights
         self.num_classes, self.label_smoothing = num_classes, label_smoothing
         dim = backbone.num_features
@@ -107,10 +103,22 @@ class GraphTask(Task):
         # none: the backbone's last layer already scores the classes (e.g. the GCN paper's model).
         self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(dim, num_classes)) if head == "linear" \
             else nn.Identity()
-        self.score_name = METRIC_NAMES[metric] if metric in METRIC_NAMES else metric
-        metrics = _metrics(metric, num_classes)
+        self.score_name = METRIC_NAMES[metric]
+        metrics = build_metrics(metric, num_classes)
         self.metrics = nn.ModuleDict({f"{s}_metrics": MetricCollection(metrics).clone(prefix=f"{s}/")
                                       for s in ("train", "val", "test")})
+
+    @classmethod
+    def resolve_monitor(cls, cfg: Any, datamodule: L.LightningDataModule) -> tuple[str, str]:
+        """Watching the headline (val/score or its own name), the data's metric sets the direction:
+        min for an error (mae), max for a score, whatever task.mode says."""
+        monitor, mode = super().resolve_monitor(cfg, datamodule)
+        metric = getattr(datamodule, "metric", "accuracy")
+        if monitor in ("val/score", f"val/{METRIC_NAMES.get(metric, metric)}") and mode != mode_of(metric):
+            log.info("%s is scored by %s (%s is better): %s picks the best checkpoint with mode %s", cfg.data.name,
+                     metric, "lower" if mode_of(metric) == "min" else "higher", monitor, mode_of(metric))
+            return monitor, mode_of(metric)
+        return monitor, mode
 
     @classmethod
     def connect(cls, backbone: contract.GraphBackbone, datamodule: L.LightningDataModule) -> None:
@@ -126,21 +134,38 @@ class GraphTask(Task):
         return self.head(h)
 
     def step(self, batch: Batch, stage: str) -> torch.Tensor:
-        logits, target = self(batch), batch.y.view(-1)
+        logits = self(batch)
+        if self.kind == "classes":
+            target = batch.y.view(-1)
+        else:  # one row of labels or targets per graph (or node): [B, num_classes]
+            target = batch.y.view(logits.shape[0], -1)
+            if target.shape != logits.shape:
+                raise UserError(f"the data give {target.shape[1]} {self.kind} targets per "
+                                f"{self.level}, the head outputs {logits.shape[1]}; is num_classes right?")
         mask = getattr(batch, "mask", None)
         if mask is not None and self.level == "node":
             logits, target = logits[mask], target[mask]
-        smoothing = self.label_smoothing if stage == "train" else 0.0
-        weight = balanced_weights(target, self.num_classes) if self.class_weights == "balanced" else None
-        loss = F.cross_entropy(logits, target, weight=weight, label_smoothing=smoothing)
+        loss, preds, truth = self.loss(logits, target, stage)
         metrics = self.metrics[f"{stage}_metrics"]
-        probs = logits.detach().float().softmax(-1)
         for name, metric in metrics.items():
-            metric.update(probs[:, 1] if name.endswith("auroc") else probs, target)
-        n = int(target.numel())
+            metric.update(preds[:, 1] if name.endswith("auroc") else preds, truth)
+        n = int(target.shape[0])
         self.log(f"{stage}/loss", loss, prog_bar=True, on_step=stage == "train", on_epoch=True, batch_size=n,
                  sync_dist=stage != "train")
         self.log_dict(metrics, prog_bar=True, on_step=False, on_epoch=True, batch_size=n)
         self.log(f"{stage}/score", metrics[f"{stage}/{self.score_name}"], on_step=False, on_epoch=True,
                  batch_size=n)
         return loss
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor,
+             stage: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss, what the metrics read, their targets) for the data's kind of target."""
+        if self.kind == "regression":
+            return F.l1_loss(logits.float(), target.float()), logits.detach().float(), target.float()
+        if self.kind == "multilabel":
+            loss = F.binary_cross_entropy_with_logits(logits.float(), target.float())
+            return loss, logits.detach().float().sigmoid(), target.long()
+        smoothing = self.label_smoothing if stage == "train" else 0.0
+        weight = balanced_weights(target, self.num_classes) if self.class_weights == "balanced" else None
+        loss = F.cross_entropy(logits, target, weight=weight, label_smoothing=smoothing)
+        return loss, logits.detach().float().softmax(-1), target

@@ -2,12 +2,15 @@
 
 Contract (the graph task and the backbone builders rely on it): right after `__init__`,
 before any graph is read or generated, a DataModule knows `name`, `level` ("node":
-a label per node; "graph": one per graph), `num_classes`, `metric` ("accuracy",
-"balanced_accuracy" or "auroc"), `num_node_features`, `num_edge_features` (0: none) and
+a label per node; "graph": one per graph), `num_classes` (the outputs: classes, or labels when
+multilabel, or targets when regression), `metric` ("accuracy", "balanced_accuracy", "auroc",
+"average_precision" or "mae"; tasks/graph_metrics.py), `num_node_features`, `num_edge_features` (0: none) and
 the encoding sizes `lap_pe_dim` / `rw_se_dim` / `mag_pe_dim` (TU datasets, registered with
 `sizes_from_files`, read their small label files for the feature and class counts the first
-time those are asked for; the graphs wait for `setup` like everywhere else). Every graph carries float `x` [N, F],
-`edge_index` (both directions), optional float `edge_attr` [E, edge_dim], long `y`, and
+time those are asked for; the graphs wait for `setup` like everywhere else). Every graph carries float `x` [N, F]
+(or uint8 one-hot blocks: encoders read `x.float()`), `edge_index` (both directions), optional float (or uint8
+one-hot) `edge_attr` [E, edge_dim], `y` (long classes; per graph, multilabel long [1, L] or regression float
+[1, T]), and
 the requested encodings `lap_pe` / `rw_se` / `mag_pe`. A directed dataset also keeps its
 edges as given, one way, in `directed_edge_index` (read by the magnetic PE; message passing
 and LapPE see only the symmetric `edge_index`).
@@ -41,7 +44,7 @@ from labformer.data.graph.magnetic import MagneticLaplacianPE, check_q
 from labformer.errors import UserError
 
 log = logging.getLogger("labformer")
-METRICS = ("accuracy", "balanced_accuracy", "auroc")
+METRICS = ("accuracy", "balanced_accuracy", "auroc", "average_precision", "mae")  # tasks/graph_metrics.py
 SPLITS = ("train", "val", "test")
 
 
