@@ -7,6 +7,8 @@ Batches are `(x[B,L,C] float, y[B] long)` with labels 0..K-1.
 
 - `ucr`: a dataset of the UCR archive (2018), `<data_dir>/ucr/<Name>/<Name>_TRAIN.tsv` and
   `_TEST.tsv`, label first; validation is a stratified share of TRAIN, TEST stays the test set.
+  Without the .tsv pair it reads `<Name>_TRAIN.ts` and `_TEST.ts` (ts_format.py: the .ts archive of
+  timeseriesclassification.com, univariate or the multivariate UEA datasets, dimensions -> channels C).
 - `series_classes` (embedded): sine / square / sawtooth / chirp series with random phase (within a quarter turn),
   frequency and noise, generated from a seed; no file.
 """
@@ -22,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from labformer.data.files import MissingDataError
+from labformer.data.timeseries.ts_format import TS_URL, read_ts, ts_shape
 from labformer.errors import UserError
 from labformer.registry import register
 
@@ -149,7 +152,7 @@ def label_order(labels: list[str]) -> list[str]:
 
 @register("ucr", task="timeseries", kind="dataset", embedded=False)
 class UCRDataModule(SeriesClassificationDataModule):
-    """A UCR archive dataset: <data_dir>/ucr/<dataset>/<dataset>_TRAIN.tsv and _TEST.tsv."""
+    """A UCR archive dataset: <data_dir>/ucr/<dataset>/<dataset>_TRAIN.tsv and _TEST.tsv, or the .ts pair."""
 
     name = "ucr"
 
@@ -167,7 +170,11 @@ class UCRDataModule(SeriesClassificationDataModule):
         self.dataset, self.val_fraction, self.split_seed, self.normalize = dataset, val_fraction, split_seed, normalize
         folder = self.data_dir / "ucr" / dataset
         self.files = {s: folder / f"{dataset}_{s.upper()}.tsv" for s in ("train", "test")}
-        if self.files["train"].is_file():  # the first line gives L; labels need the whole file (setup)
+        ts_files = {s: p.with_suffix(".ts") for s, p in self.files.items()}
+        if not all(p.is_file() for p in self.files.values()) and all(p.is_file() for p in ts_files.values()):
+            self.files = ts_files  # the .ts pair: its dimensions are the channels
+            self.lookback, self.channels = ts_shape(self.files["train"])
+        elif self.files["train"].is_file():  # the first line gives L; labels need the whole file (setup)
             self.lookback = len(read_ucr_first(self.files["train"]))
         elif dataset in UCR_LENGTHS:
             self.lookback = UCR_LENGTHS[dataset]  # files missing: setup says where to put them
@@ -180,26 +187,29 @@ class UCRDataModule(SeriesClassificationDataModule):
         if not self.files["train"].is_file():
             self.missing()
         if not hasattr(self, "_train"):
-            self._train = read_ucr(self.files["train"])
+            self._train = read_series(self.files["train"])
         return len(label_order(self._train[0]))
 
     def missing(self) -> None:
         absent = [str(p) for p in self.files.values() if not p.is_file()]
+        ts = [p.with_suffix(".ts").name for p in self.files.values()]
         raise MissingDataError(f"dataset 'ucr' ({self.dataset}): missing {' and '.join(absent)}. Fix: download the "
-                               f"UCR archive (2018) from {UCR_URL} and unpack it so that these files exist, or "
-                               "set data.data_dir / data.dataset.")
+                               f"UCR archive (2018) from {UCR_URL} and unpack it so that these files exist, or put "
+                               f"{' and '.join(ts)} there (the .ts archive, univariate and multivariate UEA, from "
+                               f"{TS_URL}), or set data.data_dir / data.dataset.")
 
     def load(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if not all(p.is_file() for p in self.files.values()):
             self.missing()
-        train_labels, train = getattr(self, "_train", None) or read_ucr(self.files["train"])
-        test_labels, test = read_ucr(self.files["test"])
+        train_labels, train = getattr(self, "_train", None) or read_series(self.files["train"])
+        test_labels, test = read_series(self.files["test"])
         classes = label_order(train_labels)
         unseen = sorted(set(test_labels) - set(classes))
         if unseen:
             raise UserError(f"{self.files['test']}: labels {unseen} never occur in {self.files['train']}.")
-        if test.shape[1] != train.shape[1]:
-            raise UserError(f"{self.dataset}: TRAIN series have {train.shape[1]} steps, TEST {test.shape[1]}.")
+        if test.shape[1:] != train.shape[1:]:  # [L] or [L, C]
+            raise UserError(f"{self.dataset}: TRAIN series have shape (steps, channels) {train.shape[1:]}, TEST "
+                            f"{test.shape[1:]}.")
         index = {c: i for i, c in enumerate(classes)}
         y_train = np.array([index[c] for c in train_labels])
         y_test = np.array([index[c] for c in test_labels])
@@ -207,6 +217,11 @@ class UCRDataModule(SeriesClassificationDataModule):
             train, test = znormalize(train), znormalize(test)
         fit, val = stratified_split(y_train, self.val_fraction, self.split_seed)
         return {"train": (train[fit], y_train[fit]), "val": (train[val], y_train[val]), "test": (test, y_test)}
+
+
+def read_series(path: Path) -> tuple[list[str], np.ndarray]:
+    """(labels, series [N, L] or [N, L, C]) of a .tsv or a .ts file."""
+    return read_ts(path) if path.suffix == ".ts" else read_ucr(path)
 
 
 def read_ucr_first(path: Path) -> list[str]:
