@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 from labformer import registry
+from labformer.callbacks.best_checkpoint import BestCheckpoint
 from labformer.callbacks.epoch_summary import EpochSummary
 from labformer.callbacks.last_checkpoint import LastCheckpoint
 from labformer.callbacks.progress import progress_bar
@@ -66,9 +67,10 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Callback]:
     monitor, mode = cfg.task.monitor, cfg.task.mode
     checkpoints = run_dir / "checkpoints"
     callbacks: list[Callback] = [
-        ModelCheckpoint(dirpath=checkpoints, filename="best-epoch{epoch:03d}", monitor=monitor, mode=mode,
-                        save_top_k=c.checkpoint.save_top_k, every_n_epochs=c.checkpoint.every_n_epochs,
-                        save_weights_only=c.checkpoint.best_weights_only, auto_insert_metric_name=False),
+        BestCheckpoint(dirpath=checkpoints, filename="best-epoch{epoch:03d}", monitor=monitor, mode=mode,
+                       save_top_k=c.checkpoint.save_top_k, every_n_epochs=c.checkpoint.every_n_epochs,
+                       save_weights_only=c.checkpoint.best_weights_only, auto_insert_metric_name=False,
+                       min_seconds=c.checkpoint.best_every_seconds),
         LastCheckpoint(checkpoints, every_n_epochs=c.checkpoint.every_n_epochs,
                        min_seconds=c.checkpoint.last_every_seconds),
         RNGStateCallback(), ThroughputMonitor(), EpochSummary(), SlurmRequeue(), ValidationMemory(),
