@@ -2,12 +2,16 @@
 
 `conf/reproduce/<table>.yaml` (or any path) declares the rows (each a list of overrides and the
 paper's figures), what they share (`base`), the repetition axis (`repeat: {seed: [0, 1, 2]}`) and
-the metrics. Each row runs as one ordinary Hydra multirun over its missing repetitions, so
-`hydra/launcher=slurm` (or any launcher) runs it on a cluster; every cell has a fixed folder
-`<out>/<table>/<row>/<key><value>` and a fixed run id, so a relaunch skips finished cells and
-resumes interrupted ones. A finished cell whose recorded config is not what the table asks for
-now is refused, naming the settings that differ. The rendered table gives mean +- std over the
-repetitions, the number of runs, the paper's figure and the relative gap.
+the metrics. An override that restates what its row's config holds without it (a code default, a preset's
+value) fails tests/test_configs.py unless its key is listed in the optional `pinned: [model.hidden,
+data.horizon]` (the paper's recipe written out on purpose, kept if a default moves; the keys a `select:`
+grid varies are exempt); a pinned key that no override of the table sets is refused. Each row runs
+as one ordinary Hydra multirun over its missing repetitions, so `hydra/launcher=slurm` (or any
+launcher) runs it on a cluster; every cell has a fixed folder `<out>/<table>/<row>/<key><value>`
+and a fixed run id, so a relaunch skips finished cells and resumes interrupted ones. A finished
+cell whose recorded config is not what the table asks for now is refused, naming the settings that
+differ. The rendered table gives mean +- std over the repetitions, the number of runs, the paper's
+figure and the relative gap.
 """
 from __future__ import annotations
 
@@ -53,6 +57,7 @@ class Table:
     rows: list[Row]
     note: str = ""
     selection: Selection | None = None  # model selection per repetition over the rows (results/selection.py)
+    pinned: list[str] = field(default_factory=list)  # keys whose restating overrides are deliberate
 
     def cell_prefix(self) -> str:
         return self.repeat_key.split(".")[-1]  # seed0, split3, fold7
@@ -78,8 +83,22 @@ def load_table(name_or_path: str) -> Table:
     rows = [Row(name, list(spec.get("overrides", [])), dict(spec.get("paper") or {}))
             for name, spec in raw["rows"].items()]
     selection = parse_selection(raw.get("select"), [r.name for r in rows], path)
-    return Table(path.stem, raw["title"], raw["source"], list(raw["metrics"]), list(raw.get("base", [])), key,
-                 list(values), rows, raw.get("note", ""), selection)
+    base = list(raw.get("base", []))
+    pinned = raw.get("pinned") or []
+    if not isinstance(pinned, list) or not all(isinstance(k, str) for k in pinned):
+        raise UserError(f"{path}: pinned must be a list of dotted keys, e.g. pinned: [model.hidden, data.horizon]")
+    set_keys = {override_key(o) for o in [*base, *(o for r in rows for o in r.overrides)]}
+    unset = [k for k in pinned if k not in set_keys]
+    if unset:
+        raise UserError(f"{path}: pinned names {', '.join(unset)}, which no override of the table sets; "
+                        f"remove {'them' if len(unset) > 1 else 'it'} from pinned")
+    return Table(path.stem, raw["title"], raw["source"], list(raw["metrics"]), base, key,
+                 list(values), rows, raw.get("note", ""), selection, list(pinned))
+
+
+def override_key(override: str) -> str:
+    """The key (or config group) an override sets: `+model.ffn_kwargs.k=1` -> model.ffn_kwargs.k."""
+    return override.split("=", 1)[0].lstrip("+~")
 
 
 def cell_overrides(table: Table, row: Row, extra: list[str]) -> list[str]:
