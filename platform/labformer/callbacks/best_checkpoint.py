@@ -18,6 +18,7 @@ from typing import Any
 from weakref import proxy
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from labformer.callbacks.last_checkpoint import LastCheckpoint
@@ -42,6 +43,16 @@ class BestCheckpoint(ModelCheckpoint):
             state = trainer.lightning_module.state_dict().values()
             self._small = sum(t.numel() * t.element_size() for t in state) <= self.max_held_bytes
         return self._small
+
+    def _monitor_candidates(self, trainer: L.Trainer) -> dict[str, Any]:
+        # Lightning deep-copies every logged metric here each epoch; they are tensors the epoch's end
+        # computed afresh and nothing changes in place, so a copy of each tensor is enough (and cheaper).
+        candidates = {k: v.detach().clone() if isinstance(v, torch.Tensor) else v
+                      for k, v in trainer.callback_metrics.items()}
+        epoch, step = candidates.get("epoch"), candidates.get("step")
+        candidates["epoch"] = epoch.int() if isinstance(epoch, torch.Tensor) else torch.tensor(trainer.current_epoch)
+        candidates["step"] = step.int() if isinstance(step, torch.Tensor) else torch.tensor(trainer.global_step)
+        return candidates
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         if not self._may_hold(trainer):
