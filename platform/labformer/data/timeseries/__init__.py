@@ -1,3 +1,3 @@
 """Forecasting (contract in base.py) and series classification (classification.py) DataModules;
 importing this package registers them."""
-from labformer.data.timeseries import classification, csv_series, ett, synthetic  # noqa: F401
+from labformer.data.timeseries import classification, csv_series, ett, lra, synthetic  # noqa: F401
