@@ -9,9 +9,9 @@ from torch_geometric.utils import to_scipy_sparse_matrix
 
 from labformer import registry
 from labformer.data.files import MissingDataError
-from labformer.data.graph.base import METRICS
 from labformer.data.graph.cache import apply_cached, cache_file
 from labformer.data.graph.encodings import LaplacianPE, RandomWalkSE
+from labformer.tasks.graph_metrics import METRIC_NAMES
 from labformer.tasks.graph_metrics import kind_of
 
 from conftest import compose_config
@@ -116,5 +116,5 @@ def test_every_graph_dataset_config_builds_without_reading(name, tmp_path):
     else:  # classes (at least 2), labels, or regression targets (ZINC: 1)
         assert dm.num_classes >= (1 if kind_of(dm.metric) == "regression" else 2) and dm.num_node_features >= 1
     assert dm.level in ("node", "graph")
-    assert dm.metric in METRICS and dm.graphs is None
+    assert dm.metric in METRIC_NAMES and dm.graphs is None
     assert not (tmp_path / "nothing").exists()

@@ -37,7 +37,7 @@ class BestCheckpoint(ModelCheckpoint):
     def _may_hold(self, trainer: L.Trainer) -> bool:
         if not (self.save_weights_only and self.save_top_k == 1 and trainer.world_size == 1 and self.min_seconds > 0):
             return False
-        if time.monotonic() - self._written_at >= self.min_seconds or LastCheckpoint.final_epoch(trainer):
+        if self._due() or LastCheckpoint.final_epoch(trainer):
             return False
         if self._small is None:
             state = trainer.lightning_module.state_dict().values()
@@ -93,8 +93,11 @@ class BestCheckpoint(ModelCheckpoint):
         for logger in trainer.loggers:
             logger.after_save_checkpoint(proxy(self))
 
+    def _due(self) -> bool:
+        return time.monotonic() - self._written_at >= self.min_seconds
+
     def _write_held_if_due(self) -> None:
-        if self._held is not None and time.monotonic() - self._written_at >= self.min_seconds:
+        if self._held is not None and self._due():
             self.write_held()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -44,7 +44,6 @@ from labformer.data.graph.magnetic import MagneticLaplacianPE, check_q
 from labformer.errors import UserError
 
 log = logging.getLogger("labformer")
-METRICS = ("accuracy", "balanced_accuracy", "auroc", "average_precision", "mae")  # tasks/graph_metrics.py
 SPLITS = ("train", "val", "test")
 
 

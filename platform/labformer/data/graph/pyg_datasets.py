@@ -79,17 +79,25 @@ class PyGGraphDataModule(GraphDataModule):
         # processing (plain torch.save of the processed files) must not run in every DDP process at once.
         self.fetch()
         for split in SPLITS:
-            self.pyg_dataset(str(self.root), split)
+            self.split_dataset(split)
+
+    def split_dataset(self, split: str) -> Any:
+        """PyG's dataset of one split, opened once per process (what prepare_data opened, load reads)."""
+        opened = self.__dict__.setdefault("_opened", {})
+        if split not in opened:
+            opened[split] = self.pyg_dataset(str(self.root), split)
+        return opened[split]
 
     def load(self) -> tuple[list[Data], dict[str, Any]]:
         self.fetch()
         graphs: list[Data] = []
         index: dict[str, list[int]] = {}
         for split in SPLITS:
-            dataset = self.pyg_dataset(str(self.root), split)
+            dataset = self.split_dataset(split)
             start = len(graphs)
             graphs += [self.convert(dataset[i]) for i in range(len(dataset))]
             index[split] = list(range(start, len(graphs)))
+        self.__dict__.pop("_opened", None)  # converted: PyG's copies are no longer needed
         return graphs, index
 
     def fetch(self) -> None:

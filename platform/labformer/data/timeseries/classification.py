@@ -77,6 +77,11 @@ class SeriesClassificationDataModule(L.LightningDataModule):
     def load(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         raise NotImplementedError
 
+    def require_files(self) -> None:
+        """A reader of files (`self.files`: split -> path) stops with its `missing()` message unless all exist."""
+        if not all(p.is_file() for p in self.files.values()):
+            self.missing()
+
     def setup(self, stage: str | None = None) -> None:
         if self.sets:
             return
@@ -199,8 +204,7 @@ class UCRDataModule(SeriesClassificationDataModule):
                                f"{TS_URL}), or set data.data_dir / data.dataset.")
 
     def load(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        if not all(p.is_file() for p in self.files.values()):
-            self.missing()
+        self.require_files()
         train_labels, train = getattr(self, "_train", None) or read_series(self.files["train"])
         test_labels, test = read_series(self.files["test"])
         classes = label_order(train_labels)

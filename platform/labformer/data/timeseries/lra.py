@@ -123,8 +123,7 @@ class ListOpsDataModule(SeriesClassificationDataModule):
             f"LABFORMER_DATA_DIR (paths.data_dir) at the folder holding lra_release/.")
 
     def load(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        if not all(p.is_file() for p in self.files.values()):
-            self.missing()
+        self.require_files()
         return {split: read_listops(path, self.lookback) for split, path in self.files.items()}
 
     def setup(self, stage: str | None = None) -> None:
